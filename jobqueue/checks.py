@@ -1,0 +1,61 @@
+"""System checks. Ids are stable; the docs list them in docs/settings.md.
+
+- ``jobqueue.E001``: ``JOBQUEUE`` is not a dict, or has a key jobqueue does not know.
+- ``jobqueue.E002``: a ``JOBQUEUE`` key has a malformed value.
+- ``jobqueue.W001``: ``jobqueue`` is listed after ``channels`` in ``INSTALLED_APPS``, so
+  ``manage.py runworker`` runs channels' command instead of jobqueue's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from . import conf
+
+
+@checks.register(checks.Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    for kind, key, value in conf.validate(getattr(settings, "JOBQUEUE", {})):
+        if kind == "value":
+            option = conf.OPTIONS[key]
+            messages.append(
+                checks.Error(
+                    conf.describe(kind, key, value),
+                    hint=f"{key}: {option.help}",
+                    id="jobqueue.E002",
+                )
+            )
+        else:
+            messages.append(
+                checks.Error(
+                    conf.describe(kind, key, value),
+                    hint="Fix or remove it; docs/settings.md lists every setting.",
+                    id="jobqueue.E001",
+                )
+            )
+    return messages
+
+
+@checks.register(checks.Tags.compatibility)
+def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    apps = [
+        "channels" if name == "channels.apps.ChannelsConfig" else name
+        for name in settings.INSTALLED_APPS
+    ]
+    names = [a.removesuffix(".apps.JobqueueConfig") for a in apps]
+    if "channels" in names and "jobqueue" in names:
+        if names.index("channels") < names.index("jobqueue"):
+            return [
+                checks.Warning(
+                    "'channels' is listed before 'jobqueue' in INSTALLED_APPS, so "
+                    "'manage.py runworker' runs channels' worker, not jobqueue's.",
+                    hint="Move 'jobqueue' above 'channels' in INSTALLED_APPS, or run "
+                    "'manage.py jobqueue_worker' instead.",
+                    id="jobqueue.W001",
+                )
+            ]
+    return []

@@ -1,0 +1,203 @@
+"""jobqueue's settings: one dict, ``settings.JOBQUEUE``, read lazily and reset on change.
+
+This module is the only bridge from Django's settings into the engine. Nothing here is read at
+import time; a malformed ``JOBQUEUE`` is reported by the system checks (``jobqueue.E001`` /
+``jobqueue.E002``) and, if used anyway, raises ``ImproperlyConfigured`` naming the bad key.
+
+Usage::
+
+    from jobqueue.conf import jobqueue_settings
+    jobqueue_settings.PREFIX
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+
+
+def _default_redis_url() -> str:
+    return os.environ.get("JOBQUEUE_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def _check_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith(URL_SCHEMES):
+        return f"must be a Redis URL starting with one of {', '.join(URL_SCHEMES)}"
+    return None
+
+
+def _check_prefix(value: Any) -> str | None:
+    if not isinstance(value, str) or not PREFIX_RE.match(value):
+        return "must be 1 to 32 characters from A-Z, a-z, 0-9, '_', '.', '-'"
+    return None
+
+
+def _check_optional_str(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        return "must be a non-empty string or None"
+    return None
+
+
+def _positive_number(*, integer: bool = False, allow_zero: bool = False) -> Callable:
+    def check(value: Any) -> str | None:
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return "must be a whole number" if integer else "must be a number"
+        if value < 0 or (value == 0 and not allow_zero):
+            return "must be zero or more" if allow_zero else "must be greater than zero"
+        return None
+
+    return check
+
+
+def _check_str_list(value: Any) -> str | None:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        return "must be a list of non-empty strings"
+    return None
+
+
+def _check_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of ``JOBQUEUE``: its default (a value or a callable) and its validator."""
+
+    default: Any
+    check: Callable[[Any], str | None]
+    help: str
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+
+OPTIONS: dict[str, Option] = {
+    "REDIS_URL": Option(
+        _default_redis_url,
+        _check_url,
+        "Where Redis is: redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://.",
+    ),
+    "CACHE_ALIAS": Option(
+        None,
+        _check_optional_str,
+        "Reuse the connection of this django-redis cache alias instead of REDIS_URL.",
+    ),
+    "PREFIX": Option("jq", _check_prefix, "Namespace of every key, so sites can share Redis."),
+    "LEASE_SECONDS": Option(
+        30, _positive_number(), "How long a worker's claim on a job lasts unless renewed."
+    ),
+    "RESULT_TTL": Option(
+        86400, _positive_number(integer=True), "Seconds a finished job is kept in Redis."
+    ),
+    "FAILED_TTL": Option(
+        7 * 86400,
+        _positive_number(integer=True),
+        "Seconds a failed or canceled job is kept in Redis.",
+    ),
+    "REGISTRY_LIMIT": Option(
+        10000,
+        _positive_number(integer=True),
+        "Most entries kept in each finished/failed registry per queue.",
+    ),
+    "EVENTS_MAXLEN": Option(
+        100000,
+        _positive_number(integer=True),
+        "Approximate cap of each queue's event stream.",
+    ),
+    "MAX_STALLS": Option(
+        3,
+        _positive_number(integer=True),
+        "Lease expiries a job may cause before it is dead-lettered.",
+    ),
+    "TASK_MODULES": Option(
+        (),
+        _check_str_list,
+        "Extra modules imported to find tasks, besides each installed app's tasks module.",
+    ),
+    "MIRROR": Option(True, _check_bool, "Run the Redis-to-database mirror inside runworker."),
+}
+
+
+def validate(user: Any) -> list[tuple[str, str, Any]]:
+    """Return ``(kind, key, value)`` problems of a ``JOBQUEUE`` value; empty when valid.
+
+    ``kind`` is ``"type"`` (not a dict), ``"unknown"`` (no such key) or ``"value"``.
+    Each problem is returned with a full sentence by :func:`describe`.
+    """
+    if not isinstance(user, Mapping):
+        return [("type", "JOBQUEUE", user)]
+    problems: list[tuple[str, str, Any]] = []
+    for key, value in user.items():
+        option = OPTIONS.get(key)
+        if option is None:
+            problems.append(("unknown", key, value))
+        elif option.check(value) is not None:
+            problems.append(("value", key, value))
+    return problems
+
+
+def describe(kind: str, key: str, value: Any) -> str:
+    if kind == "type":
+        return f"settings.JOBQUEUE must be a dict, not {type(value).__name__} ({value!r})."
+    if kind == "unknown":
+        known = ", ".join(sorted(OPTIONS))
+        return f"JOBQUEUE[{key!r}] is not a jobqueue setting; known settings are: {known}."
+    problem = OPTIONS[key].check(value)
+    return f"JOBQUEUE[{key!r}] = {value!r} is invalid: it {problem}."
+
+
+class JobqueueSettings:
+    """Attribute access to the merged ``JOBQUEUE`` settings, computed on first use."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._values is None:
+            from django.conf import settings
+
+            user = getattr(settings, "JOBQUEUE", {})
+            problems = validate(user)
+            if problems:
+                raise ImproperlyConfigured(describe(*problems[0]))
+            values = {key: option.default_value() for key, option in OPTIONS.items()}
+            values.update(user)
+            self._values = values
+        return self._values
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._load()[name]
+        except KeyError:
+            raise AttributeError(f"jobqueue has no setting {name!r}.") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._load())
+
+    def reset(self) -> None:
+        self._values = None
+
+
+jobqueue_settings = JobqueueSettings()
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "JOBQUEUE":
+        jobqueue_settings.reset()
+        from .engine import connection
+
+        connection.reset_pools()

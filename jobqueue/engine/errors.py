@@ -1,0 +1,62 @@
+"""Every exception jobqueue raises, under one root class: :class:`JobqueueError`.
+
+Defined here, inside the engine, because the engine imports nothing of Django;
+``jobqueue.exceptions`` re-exports them as the public module.
+"""
+
+from __future__ import annotations
+
+
+class JobqueueError(Exception):
+    """Root of every jobqueue exception."""
+
+
+class ConfigurationError(JobqueueError, ValueError):
+    """A connection URL or engine option is malformed."""
+
+
+class InvalidJob(JobqueueError, ValueError):
+    """Enqueue input is invalid (bad queue name, priority, arguments, task name...).
+
+    Raised before anything is written to Redis.
+    """
+
+
+class UnknownTask(InvalidJob):
+    """The task name is not in the registry of known tasks. It is never imported."""
+
+
+class JobNotFound(JobqueueError, LookupError):
+    """No job with that id exists (it never did, or it expired or was deleted)."""
+
+
+class InvalidTransition(JobqueueError):
+    """The job is not in a state that allows the requested operation."""
+
+
+class LeaseLost(JobqueueError):
+    """The worker's fence token is no longer the job's current one: the job was reclaimed."""
+
+
+class ConnectionFailed(JobqueueError, ConnectionError):
+    """Redis could not be reached, or answered with an error jobqueue does not expect."""
+
+
+class DataLossDetected(JobqueueError):
+    """The queue's epoch changed: Redis lost its data (restart without persistence, flush)."""
+
+    def __init__(self, queue: str, expected: str, found: str) -> None:
+        self.queue, self.expected, self.found = queue, expected, found
+        super().__init__(
+            f"Redis lost the data of queue {queue!r}: its epoch was {expected!r} and is now "
+            f"{found or 'missing'!r}. Jobs enqueued before the loss are gone from Redis; run "
+            "'manage.py jobqueue_rebuild' and check Redis persistence (appendonly yes)."
+        )
+
+
+class CorruptJob(JobqueueError):
+    """A job's data in Redis is malformed (not JSON, wrong shape, wrong key type)."""
+
+
+class WaitTimeout(JobqueueError, TimeoutError):
+    """``wait()`` gave up before the job finished."""

@@ -1,0 +1,104 @@
+"""The test harness: a real Redis, never a fake.
+
+- The Redis at ``$REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is used when it answers;
+  otherwise a throwaway ``redis-server`` is started on a free loopback port for the session.
+- Every test gets its own key prefix (``JOBQUEUE["PREFIX"]``); after the test, the keys under
+  that prefix, and only those, are deleted, and the harness checks that none are left.
+  Nothing here ever runs FLUSHALL/FLUSHDB on a server it did not start.
+- ``private_redis`` starts a private ``redis-server`` (own port, own directory) for tests
+  that restart, reconfigure or flush Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, delete_matching, reachable, scan_keys
+
+RUN_ID = uuid.uuid4().hex[:6]
+_counter = itertools.count()
+_session_server: RedisServer | None = None
+
+
+def _session_redis_url() -> str:
+    global _session_server
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if reachable(url):
+        return url
+    _session_server = RedisServer().start()
+    return _session_server.url
+
+
+REDIS_URL = _session_redis_url()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _session_server is not None:
+        _session_server.close()
+
+
+class KeySpace:
+    """One test's slice of Redis: every key it creates starts with ``prefix:``."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url)
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.prefix}:*"
+
+    def keys(self) -> list[bytes]:
+        return scan_keys(self.client, self.pattern)
+
+    def cleanup(self) -> int:
+        return delete_matching(self.client, self.pattern)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def new_prefix() -> str:
+    return f"jqt-{RUN_ID}-{next(_counter)}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def keyspace(settings) -> Iterator[KeySpace]:
+    """Isolates the test: a fresh ``JOBQUEUE["PREFIX"]`` on the session's Redis."""
+    space = KeySpace(REDIS_URL, new_prefix())
+    settings.JOBQUEUE = {
+        **getattr(settings, "JOBQUEUE", {}),
+        "REDIS_URL": REDIS_URL,
+        "PREFIX": space.prefix,
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{space.prefix}:channels"},
+        }
+    }
+    yield space
+    space.cleanup()
+    left = space.keys()
+    space.close()
+    assert not left, f"keys left behind under {space.prefix}: {left[:5]}"
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[RedisServer]:
+    """A private redis-server (own port, own dir); the test may restart or flush it."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.close()

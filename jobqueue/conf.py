@@ -192,12 +192,60 @@ class JobqueueSettings:
 
 
 jobqueue_settings = JobqueueSettings()
+_engine: Any = None
+_engine_pid = 0
+
+
+def engine_config() -> Any:
+    """The engine's options, from ``settings.JOBQUEUE``."""
+    from .engine import EngineConfig
+
+    s = jobqueue_settings
+    return EngineConfig(
+        prefix=s.PREFIX,
+        lease_seconds=float(s.LEASE_SECONDS),
+        result_ttl=int(s.RESULT_TTL),
+        failed_ttl=int(s.FAILED_TTL),
+        registry_limit=int(s.REGISTRY_LIMIT),
+        events_maxlen=int(s.EVENTS_MAXLEN),
+        max_stalls=int(s.MAX_STALLS),
+    )
+
+
+def redis_client() -> Any:
+    """The process's Redis client: the django-redis cache alias's, or one for REDIS_URL."""
+    from .engine.connection import get_client
+
+    alias = jobqueue_settings.CACHE_ALIAS
+    if alias:
+        try:
+            from django_redis import get_redis_connection
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"JOBQUEUE['CACHE_ALIAS'] = {alias!r} needs django-redis; install it or use "
+                "JOBQUEUE['REDIS_URL']."
+            ) from exc
+        return get_redis_connection(alias)
+    return get_client(jobqueue_settings.REDIS_URL)
+
+
+def get_engine() -> Any:
+    """The process-wide :class:`jobqueue.engine.Engine` for the current settings."""
+    global _engine, _engine_pid
+    if _engine is None or _engine_pid != os.getpid():
+        from .engine import Engine
+
+        _engine = Engine(redis_client(), engine_config())
+        _engine_pid = os.getpid()
+    return _engine
 
 
 @receiver(setting_changed)
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    global _engine
     if setting == "JOBQUEUE":
         jobqueue_settings.reset()
+        _engine = None
         from .engine import connection
 
         connection.reset_pools()

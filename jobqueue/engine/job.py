@@ -1,0 +1,190 @@
+"""Job value objects: states, the job as read from Redis, and job ids.
+
+A job id is ``<queue>:<local id>``; the queue part tells which hash slot (and so which keys) the
+job lives in, so any process can find a job from its id alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from . import codec
+from .errors import CorruptJob, InvalidJob
+
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+LOCAL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+
+
+class JobState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for run_after, or for a retry's backoff
+    QUEUED = "queued"  # ready to be claimed
+    RUNNING = "running"  # leased to a worker
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # dead: last attempt failed, or stalled too often
+    CANCELED = "canceled"
+
+
+ACTIVE_STATES = frozenset({JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING})
+FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELED})
+CANCELABLE_STATES = ACTIVE_STATES
+PURGEABLE_STATES = frozenset(JobState) - {JobState.RUNNING}
+
+
+def validate_queue_name(name: Any) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+        raise InvalidJob(
+            f"Queue name {name!r} is invalid: use 1 to 64 characters from A-Z, a-z, 0-9, "
+            "'_', '.', '-'."
+        )
+    return name
+
+
+def new_local_id() -> str:
+    return secrets.token_hex(12)
+
+
+def make_job_id(queue: str, local_id: str) -> str:
+    return f"{queue}:{local_id}"
+
+
+def split_job_id(job_id: Any) -> tuple[str, str]:
+    """``"<queue>:<local>"`` -> ``(queue, local)``; raises JobNotFound-compatible InvalidJob."""
+    if isinstance(job_id, str):
+        queue, sep, local = job_id.partition(":")
+        if sep and QUEUE_NAME_RE.match(queue) and LOCAL_ID_RE.match(local):
+            return queue, local
+    raise InvalidJob(f"{job_id!r} is not a jobqueue job id (expected '<queue>:<id>').")
+
+
+def ms_to_datetime(value: Any) -> datetime | None:
+    if value in (None, b"", ""):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """One failed attempt: the exception's class path and traceback, as text."""
+
+    exception_class: str
+    traceback: str
+    at: datetime | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored in Redis at one version."""
+
+    id: str
+    queue: str
+    task: str
+    state: JobState
+    version: int
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 1
+    stalls: int = 0
+    timeout: float | None = None
+    result_ttl: int | None = None
+    unique_key: str | None = None
+    enqueued_at: datetime | None = None
+    run_at: datetime | None = None
+    started_at: datetime | None = None
+    last_attempted_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker_ids: tuple[str, ...] = ()
+    token: str | None = None
+    lease_deadline: datetime | None = None
+    result_json: str | None = None
+    errors: tuple[JobError, ...] = ()
+    progress: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    reason: str | None = None
+
+    @property
+    def local_id(self) -> str:
+        return self.id.partition(":")[2]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def result(self) -> Any:
+        """The task's return value (decoded JSON), or None when there is none."""
+        return None if self.result_json is None else codec.loads(self.result_json)
+
+    @classmethod
+    def from_redis(cls, queue: str, local_id: str, raw: dict[bytes, bytes]) -> Job:
+        """Build a Job from HGETALL output. Raises CorruptJob when the data is malformed."""
+        job_id = make_job_id(queue, local_id)
+        try:
+            h = {k.decode(): v.decode() for k, v in raw.items()}
+            state = JobState(h["state"])
+            errors = tuple(
+                JobError(
+                    exception_class=str(e["c"]),
+                    traceback=str(e["tb"]),
+                    at=ms_to_datetime(e.get("at")),
+                    attempt=int(e.get("n", 0)),
+                )
+                for e in codec.loads(h["errors"])
+            ) if "errors" in h else ()
+            args = codec.loads(h["args"]) if "args" in h else []
+            kwargs = codec.loads(h["kwargs"]) if "kwargs" in h else {}
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise TypeError("args must be a JSON array and kwargs a JSON object")
+            progress = codec.loads(h["progress"]) if "progress" in h else None
+            return cls(
+                id=job_id,
+                queue=queue,
+                task=h["task"],
+                state=state,
+                version=int(h.get("v", 0)),
+                args=args,
+                kwargs=kwargs,
+                priority=int(h.get("prio", 0)),
+                attempts=int(h.get("att", 0)),
+                max_attempts=int(h.get("max", 1)),
+                stalls=int(h.get("stalls", 0)),
+                timeout=float(h["timeout"]) if "timeout" in h else None,
+                result_ttl=int(h["ttl"]) if "ttl" in h else None,
+                unique_key=h.get("unique"),
+                enqueued_at=ms_to_datetime(h.get("enq")),
+                run_at=ms_to_datetime(h.get("run_at")),
+                started_at=ms_to_datetime(h.get("started")),
+                last_attempted_at=ms_to_datetime(h.get("last")),
+                finished_at=ms_to_datetime(h.get("ended")),
+                worker_ids=tuple(h["workers"].split()) if "workers" in h else (),
+                token=h.get("token"),
+                lease_deadline=ms_to_datetime(h.get("lease")),
+                result_json=h.get("result"),
+                errors=errors,
+                progress=progress if isinstance(progress, dict) else None,
+                cancel_requested=h.get("cancel") == "1",
+                reason=h.get("reason"),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise CorruptJob(f"Job {job_id!r} is malformed in Redis: {exc!r}.") from exc
+        except codec.JSONDecodeError as exc:  # pragma: no cover - ValueError subclass
+            raise CorruptJob(f"Job {job_id!r} holds data that is not JSON: {exc}.") from exc
+
+
+def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+    """Redis's flat ``[k1, v1, k2, v2, ...]`` reply as a dict."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))

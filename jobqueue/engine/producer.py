@@ -1,0 +1,214 @@
+"""Enqueue: one job or many, validated before anything is written to Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from . import codec
+from .base import EngineBase, decode
+from .errors import InvalidJob
+from .job import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Job,
+    JobState,
+    datetime_to_ms,
+    make_job_id,
+    ms_to_datetime,
+    new_local_id,
+    split_job_id,
+    validate_queue_name,
+)
+
+CHUNK = 500  # jobs per script call in a bulk enqueue (all chunks go in one round trip)
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to enqueue. ``Engine.enqueue`` takes the same fields as keyword arguments."""
+
+    task: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    run_after: datetime | None = None
+    max_attempts: int = 1
+    timeout: float | None = None
+    result_ttl: int | None = None
+    unique_key: str | None = None
+    idempotency_id: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    spec: JobSpec
+    local_id: str
+    run_at_ms: int
+    fields: list[Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise InvalidJob(f"{name} must be a whole number between {low} and {high}, not {value!r}.")
+    if not low <= value <= high:
+        raise InvalidJob(f"{name} must be between {low} and {high}, not {value!r}.")
+    return int(value)
+
+
+def _check_key(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
+        raise InvalidJob(
+            f"{name} must be a non-empty string of at most {MAX_KEY_LENGTH} characters, "
+            f"not {value!r}."
+        )
+    return value
+
+
+class ProducerMixin(EngineBase):
+    def enqueue(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                **options: Any) -> Job:
+        """Enqueue one job and return it. See :class:`JobSpec` for ``options``.
+
+        A job with ``unique_key`` held by a live job, or with an ``idempotency_id`` or
+        ``job_id`` that already exists, is not created again: the existing job is returned.
+        """
+        return self.enqueue_many([JobSpec(task, args, kwargs or {}, **options)])[0]
+
+    def enqueue_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """Enqueue many jobs in one round trip; returns the jobs in the order given.
+
+        Everything is validated first: one bad spec raises InvalidJob and nothing is written.
+        """
+        prepared = [self._prepare(spec) for spec in specs]
+        if not prepared:
+            return []
+        by_queue: dict[str, list[int]] = {}
+        for index, item in enumerate(prepared):
+            by_queue.setdefault(item.spec.queue, []).append(index)
+        calls: list[tuple[str, list[int]]] = []
+        pipe = self.client.pipeline(transaction=False)
+        for queue, indexes in by_queue.items():
+            epoch = self.epoch(queue)
+            for start in range(0, len(indexes), CHUNK):
+                chunk = indexes[start : start + CHUNK]
+                keys, args = self._script_input(queue, epoch, [prepared[i] for i in chunk])
+                self.scripts.enqueue(keys=keys, args=args, client=pipe)
+                calls.append((queue, chunk))
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise self.translate(exc, "enqueue") from exc
+        jobs: list[Job | None] = [None] * len(prepared)
+        for (queue, chunk), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise self.translate(reply, "enqueue", queue)
+            now_ms = int(reply[0])
+            for index, (status, local_id, state) in zip(chunk, reply[1:], strict=True):
+                item = prepared[index]
+                status = decode(status)
+                if status == "new":
+                    jobs[index] = self._new_job(item, now_ms, JobState(decode(state)))
+                else:
+                    jobs[index] = self.get(make_job_id(queue, decode(local_id)))
+        return [job for job in jobs if job is not None]
+
+    def _prepare(self, spec: JobSpec) -> _Prepared:
+        if not isinstance(spec.task, str) or spec.task not in self.registry:
+            self.registry.get(spec.task)  # raises UnknownTask with the full sentence
+        queue = validate_queue_name(spec.queue)
+        priority = _check_int("priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY)
+        max_attempts = _check_int("max_attempts", spec.max_attempts, 1, 1000)
+        if not isinstance(spec.args, list | tuple):
+            raise InvalidJob(f"args must be a list or tuple, not {type(spec.args).__name__}.")
+        if not isinstance(spec.kwargs, Mapping):
+            raise InvalidJob(f"kwargs must be a dict, not {type(spec.kwargs).__name__}.")
+        run_at_ms = 0
+        if spec.run_after is not None:
+            if not isinstance(spec.run_after, datetime):
+                raise InvalidJob(f"run_after must be a datetime, not {spec.run_after!r}.")
+            if spec.run_after.tzinfo is None or spec.run_after.utcoffset() is None:
+                raise InvalidJob(
+                    f"run_after {spec.run_after!r} is a naive datetime; pass an aware one "
+                    "(for example django.utils.timezone.now() + timedelta(...))."
+                )
+            run_at_ms = datetime_to_ms(spec.run_after)
+        fields: list[Any] = ["task", spec.task]
+        args, kwargs = list(spec.args), dict(spec.kwargs)
+        size = 0
+        if args:
+            encoded = codec.dumps(args, what="args")
+            size += len(encoded)
+            fields += ["args", encoded]
+        if kwargs:
+            encoded = codec.dumps(kwargs, what="kwargs")
+            size += len(encoded)
+            fields += ["kwargs", encoded]
+        if size > self.config.max_payload_bytes:
+            raise InvalidJob(
+                f"The job's arguments take {size} bytes, more than the limit of "
+                f"{self.config.max_payload_bytes}; pass a reference (an id, a path) instead."
+            )
+        if max_attempts != 1:
+            fields += ["max", max_attempts]
+        if spec.timeout is not None:
+            if (isinstance(spec.timeout, bool) or not isinstance(spec.timeout, int | float)
+                    or not math.isfinite(spec.timeout) or spec.timeout <= 0):
+                raise InvalidJob(f"timeout must be a positive number of seconds, not {spec.timeout!r}.")
+            fields += ["timeout", repr(float(spec.timeout))]
+        if spec.result_ttl is not None:
+            ttl = _check_int("result_ttl", spec.result_ttl, 1, 10 * 365 * 86400)
+            fields += ["ttl", ttl]
+        _check_key("unique_key", spec.unique_key)  # passed on its own: the script checks it
+        idempotency = _check_key("idempotency_id", spec.idempotency_id)
+        if spec.job_id is not None:
+            job_queue, local_id = split_job_id(spec.job_id)
+            if job_queue != queue:
+                raise InvalidJob(f"job_id {spec.job_id!r} does not belong to queue {queue!r}.")
+        elif idempotency is not None:
+            local_id = hashlib.sha256(idempotency.encode()).hexdigest()[:24]
+        else:
+            local_id = new_local_id()
+        return _Prepared(spec, local_id, run_at_ms, fields, args, kwargs)
+
+    def _script_input(self, queue: str, epoch: str, items: list[_Prepared]) -> tuple[list, list]:
+        qk = self.qkeys(queue)
+        keys = [qk.meta, qk.ready, qk.scheduled, qk.events, qk.wake, qk.uniques]
+        args: list[Any] = [epoch, queue, self.config.events_maxlen, self.config.wake_cap, len(items)]
+        for item in items:
+            keys.append(qk.job(item.local_id))
+            args += [item.local_id, item.run_at_ms, int(item.spec.priority),
+                     item.spec.unique_key or "", len(item.fields) // 2, *item.fields]
+        return keys, args
+
+    def _new_job(self, item: _Prepared, now_ms: int, state: JobState) -> Job:
+        spec = item.spec
+        return Job(
+            id=make_job_id(spec.queue, item.local_id),
+            queue=spec.queue,
+            task=spec.task,
+            state=state,
+            version=1,
+            args=item.args,
+            kwargs=item.kwargs,
+            priority=int(spec.priority),
+            max_attempts=int(spec.max_attempts),
+            timeout=float(spec.timeout) if spec.timeout is not None else None,
+            result_ttl=spec.result_ttl,
+            unique_key=spec.unique_key,
+            enqueued_at=ms_to_datetime(now_ms),
+            run_at=ms_to_datetime(item.run_at_ms) if state is JobState.SCHEDULED else None,
+        )

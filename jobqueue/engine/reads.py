@@ -1,0 +1,139 @@
+"""Reads: a job by id, counts per state, jobs per state (paged), queues, and wait()."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from .base import EngineBase, decode
+from .errors import CorruptJob, JobNotFound, WaitTimeout
+from .job import Job, JobState, ms_to_datetime, split_job_id, validate_queue_name
+
+BLOCK_SLICE = 5.0  # seconds per BLPOP; below the client's socket timeout
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    counts: dict[JobState, int]
+    epoch: str | None
+    created_at: datetime | None
+    data_lost_at: datetime | None  # when the engine noticed Redis lost this queue's data
+
+
+class ReadsMixin(EngineBase):
+    def get(self, job_id: str) -> Job:
+        """The job with this id. Raises JobNotFound, or CorruptJob for malformed data."""
+        return self.get_many([job_id])[0]
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """Jobs by id, in one round trip. Raises JobNotFound for the first missing one."""
+        parsed = [split_job_id(job_id) for job_id in job_ids]
+        pipe = self.client.pipeline(transaction=False)
+        for queue, local_id in parsed:
+            pipe.hgetall(self.qkeys(queue).job(local_id))
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise self.translate(exc, "get") from exc
+        jobs = []
+        for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
+            if isinstance(raw, redis.ResponseError):
+                raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}.")
+            if isinstance(raw, Exception):
+                raise self.translate(raw, "get", queue)
+            if not raw:
+                raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
+            jobs.append(Job.from_redis(queue, local_id, raw))
+        return jobs
+
+    def find(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that exist among ``job_ids`` (missing or malformed ones are skipped)."""
+        found = []
+        for job_id in job_ids:
+            try:
+                found.append(self.get(job_id))
+            except (JobNotFound, CorruptJob):
+                continue
+        return found
+
+    def queues(self) -> list[str]:
+        """Every queue name ever used under this prefix."""
+        try:
+            return sorted(decode(q) for q in self.client.smembers(self.keys.queues))
+        except redis.RedisError as exc:
+            raise self.translate(exc, "queues") from exc
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        """How many jobs of ``queue`` are in each state."""
+        return self.queue_info(queue).counts
+
+    def queue_info(self, queue: str) -> QueueInfo:
+        validate_queue_name(queue)
+        qk = self.qkeys(queue)
+        sets = [(JobState.SCHEDULED, qk.scheduled), (JobState.QUEUED, qk.ready),
+                (JobState.RUNNING, qk.leases), (JobState.SUCCEEDED, qk.succeeded),
+                (JobState.FAILED, qk.failed), (JobState.CANCELED, qk.canceled)]
+        pipe = self.client.pipeline(transaction=False)
+        for _, key in sets:
+            pipe.zcard(key)
+        pipe.hgetall(qk.meta)
+        try:
+            *sizes, meta = pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "queue_info", queue) from exc
+        meta = {decode(k): decode(v) for k, v in meta.items()}
+        return QueueInfo(
+            name=queue,
+            paused=meta.get("paused") == "1",
+            counts={state: int(size) for (state, _), size in zip(sets, sizes, strict=True)},
+            epoch=meta.get("epoch"),
+            created_at=ms_to_datetime(meta.get("created")),
+            data_lost_at=ms_to_datetime(meta.get("lost_at")),
+        )
+
+    def job_ids(self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50) -> list[str]:
+        """Ids of ``queue``'s jobs in ``state``: next to run first for queued / scheduled /
+        running, most recent first for finished states."""
+        zset = self._state_set(queue, state)  # type: ignore[attr-defined]
+        newest_first = JobState(state) in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+        try:
+            ids = self.client.zrange(zset, offset, offset + limit - 1, desc=newest_first)
+        except redis.RedisError as exc:
+            raise self.translate(exc, "job_ids", queue) from exc
+        return [f"{queue}:{decode(i)}" for i in ids]
+
+    def jobs(self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50) -> list[Job]:
+        """A page of ``queue``'s jobs in ``state`` (see :meth:`job_ids` for the order)."""
+        return self.find(self.job_ids(queue, state, offset, limit))
+
+    def wait(self, job_id: str, timeout: float = 30.0) -> Job:
+        """Block until the job ends (succeeded, failed or canceled) and return it.
+
+        No polling: the job's end pushes to a list this call blocks on (BLPOP). Raises
+        WaitTimeout after ``timeout`` seconds, JobNotFound if the job does not exist.
+        """
+        queue, local_id = split_job_id(job_id)
+        qk = self.qkeys(queue)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = decode(self.scripts.wait_prepare(keys=[qk.job(local_id)], args=[]))
+            except redis.RedisError as exc:
+                raise self.translate(exc, "wait_prepare", queue) from exc
+            if not state:
+                raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
+            if state != "waiting":
+                return self.get(job_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"Job {job_id!r} did not finish within {timeout} seconds.")
+            try:
+                self.client.blpop([qk.done(local_id)], timeout=max(min(remaining, BLOCK_SLICE), 0.01))
+            except redis.RedisError as exc:
+                raise self.translate(exc, "wait", queue) from exc

@@ -1,0 +1,111 @@
+-- _lib.lua: helpers shared by every jobqueue script.
+-- jobqueue/engine/scripts.py prepends this file to each script before loading it, so each
+-- script stays one atomic EVALSHA. Nothing here touches a key it is not given.
+
+-- Ready-set score: higher priority first, FIFO within a priority.
+-- score = (100 - priority) * 2^44 + sequence  (exact in a double up to 2^53)
+local SCORE_STEP = 17592186044416
+
+-- Milliseconds on the Redis clock (never the caller's clock).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The Redis type each queue-level key must have (keys end in '}:<kind>').
+local KEY_TYPES = {meta = 'hash', ready = 'zset', scheduled = 'zset', leases = 'zset',
+  succeeded = 'zset', failed = 'zset', canceled = 'zset', uniques = 'hash',
+  events = 'stream', wake = 'list'}
+
+-- Checks made before any write, since Redis keeps the writes a failing script made:
+--  * every queue-level key in KEYS has its expected type (or does not exist yet), so planted
+--    data cannot stop a script half-way;
+--  * the queue's epoch (KEYS[1] is the meta hash) is the one the caller knows: otherwise Redis
+--    lost the queue's data (restart without persistence, FLUSHALL).
+-- Returns an error reply, or nil when the script may go on.
+local function preflight(expected_epoch)
+  for _, key in ipairs(KEYS) do
+    local kind = string.match(key, '}:(%a+)$')
+    local wanted = kind and KEY_TYPES[kind]
+    if wanted then
+      local found = redis.call('TYPE', key)['ok']
+      if found ~= 'none' and found ~= wanted then
+        return redis.error_reply('JQWRONGTYPE ' .. key .. ' is a ' .. found ..
+          ', not a ' .. wanted .. '; it was written by something other than jobqueue')
+      end
+    end
+  end
+  local found = redis.call('HGET', KEYS[1], 'epoch')
+  if found ~= expected_epoch then
+    return redis.error_reply('JQLOST ' .. (found or ''))
+  end
+  return nil
+end
+
+local function clamp_priority(prio)
+  prio = math.floor(tonumber(prio) or 0)
+  return math.max(-100, math.min(100, prio))
+end
+
+local function ready_score(prio, seq)
+  return string.format('%.0f', (100 - clamp_priority(prio)) * SCORE_STEP + seq)
+end
+
+-- The ready score a job gets when it goes back to the front of its priority (release, stall).
+local function front_score(prio)
+  return string.format('%.0f', (100 - clamp_priority(prio)) * SCORE_STEP)
+end
+
+-- Bumps the job's version (every transition does). Planted garbage in 'v' is reset, not fatal:
+-- a script must never stop half-way, since Redis keeps the writes made before an error.
+local function bump_version(jkey)
+  local ok, v = pcall(redis.call, 'HINCRBY', jkey, 'v', 1)
+  if ok then return v end
+  redis.call('HSET', jkey, 'v', 1)
+  return 1
+end
+
+-- Appends one event: the job's local id, queue, new state, version, time and the changed
+-- job-hash fields verbatim (flat name/value pairs).
+local function emit(stream, maxlen, queue, lid, state, version, t, changes)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+    'id', lid, 'q', queue, 's', state, 'v', version, 't', t, unpack(changes))
+end
+
+-- Wakes every wait() blocked on the job's end, if anyone registered.
+local function notify_waiters(jkey, done_key)
+  local w = tonumber(redis.call('HGET', jkey, 'w') or '0') or 0
+  if w > 0 then
+    for _ = 1, w do redis.call('RPUSH', done_key, '1') end
+    redis.call('PEXPIRE', done_key, 60000)
+    redis.call('HDEL', jkey, 'w')
+  end
+end
+
+-- Frees the job's unique key, if this job holds it.
+local function release_unique(uniques, jkey, lid)
+  local u = redis.call('HGET', jkey, 'unique')
+  if u and redis.call('HGET', uniques, u) == lid then
+    redis.call('HDEL', uniques, u)
+  end
+end
+
+-- Adds a finished job to a registry and keeps the registry bounded by age and size.
+local function add_to_registry(reg, lid, now, ttl_ms, limit)
+  redis.call('ZADD', reg, now, lid)
+  redis.call('ZREMRANGEBYSCORE', reg, '-inf', '(' .. (now - ttl_ms))
+  redis.call('ZREMRANGEBYRANK', reg, 0, -(limit + 1))
+end
+
+-- The job's state, or nil when the key is missing or is not a hash (planted/corrupt data).
+local function job_state(jkey)
+  local ok, state = pcall(redis.call, 'HGET', jkey, 'state')
+  if not ok then return nil end
+  return state or nil
+end
+
+-- true when the job is running under this fence token.
+local function holds_lease(jkey, token)
+  local ok, r = pcall(redis.call, 'HMGET', jkey, 'state', 'token')
+  return ok and r[1] == 'running' and r[2] == token
+end

@@ -1,0 +1,68 @@
+-- enqueue.lua: create one or more jobs in one queue.
+--
+-- A job whose key already exists is not written again (its id makes a retried call after a
+-- lost reply idempotent). A job with a unique key that a live job already holds is not created:
+-- the existing job's id is returned instead.
+--
+-- KEYS[1]  meta      KEYS[2] ready     KEYS[3] scheduled   KEYS[4] events
+-- KEYS[5]  wake      KEYS[6] uniques   KEYS[6 + i] job hash of the i-th job
+-- ARGV[1]  epoch     ARGV[2] queue name   ARGV[3] events maxlen   ARGV[4] wake cap
+-- ARGV[5]  number of jobs, then for each job:
+--          local id, run-at ms (0 = now), priority, unique key ('' = none),
+--          number of extra fields n, then n name/value pairs (task, args, kwargs, max, ...)
+-- Returns  {now_ms, {status, local id, state}...} where status is
+--          'new' (created), 'exists' (same id already there) or 'dup' (unique key held by
+--          the returned id)
+local meta, ready, scheduled, events, wake, uniques =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local err = preflight(ARGV[1])
+if err then return err end
+local queue, maxlen, wake_cap = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
+local now = now_ms()
+local out = {now}
+local pos = 6
+local woken = 0
+for i = 1, count do
+  local jkey = KEYS[6 + i]
+  local lid, run_at, prio, unique = ARGV[pos], tonumber(ARGV[pos + 1]),
+    tonumber(ARGV[pos + 2]), ARGV[pos + 3]
+  local nfields = tonumber(ARGV[pos + 4])
+  local first, last = pos + 5, pos + 4 + 2 * nfields
+  pos = last + 1
+  local holder = false
+  if unique ~= '' then holder = redis.call('HGET', uniques, unique) end
+  if redis.call('EXISTS', jkey) == 1 then
+    out[#out + 1] = {'exists', lid, job_state(jkey) or ''}
+  elseif holder then
+    out[#out + 1] = {'dup', holder, ''}
+  else
+    local fields = {}
+    for j = first, last do fields[#fields + 1] = ARGV[j] end
+    local state
+    if run_at > now then
+      state = 'scheduled'
+      fields[#fields + 1] = 'run_at'; fields[#fields + 1] = run_at
+      redis.call('ZADD', scheduled, run_at, lid)
+    else
+      state = 'queued'
+      local seq = redis.call('HINCRBY', meta, 'seq', 1)
+      redis.call('ZADD', ready, ready_score(prio, seq), lid)
+      woken = woken + 1
+    end
+    if prio ~= 0 then fields[#fields + 1] = 'prio'; fields[#fields + 1] = prio end
+    if unique ~= '' then
+      fields[#fields + 1] = 'unique'; fields[#fields + 1] = unique
+      redis.call('HSET', uniques, unique, lid)
+    end
+    fields[#fields + 1] = 'enq'; fields[#fields + 1] = now
+    redis.call('HSET', jkey, 'state', state, 'v', 1, unpack(fields))
+    emit(events, maxlen, queue, lid, state, 1, now, fields)
+    out[#out + 1] = {'new', lid, state}
+  end
+end
+if woken > 0 then
+  for _ = 1, math.min(woken, wake_cap) do redis.call('LPUSH', wake, '1') end
+  redis.call('LTRIM', wake, 0, wake_cap - 1)
+end
+return out

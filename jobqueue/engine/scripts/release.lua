@@ -1,0 +1,31 @@
+-- release.lua: give a running job back to the queue without counting the attempt
+-- (graceful shutdown). It goes to the front of its priority.
+--
+-- KEYS[1]  meta   KEYS[2] leases   KEYS[3] ready   KEYS[4] events   KEYS[5] wake
+-- KEYS[6]  job hash
+-- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] local id  ARGV[5] fence token
+-- Returns  1 released, 0 refused (the token is not the job's current one)
+local meta, leases, ready, events, wake, jkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local err = preflight(ARGV[1])
+if err then return err end
+local lid = ARGV[4]
+if not holds_lease(jkey, ARGV[5]) then return 0 end
+local now = now_ms()
+local h = redis.call('HMGET', jkey, 'prio', 'workers', 'att')
+-- Forget this attempt: one attempt fewer, and its worker off the list.
+local workers = h[2] or ''
+local cut = string.find(workers, ' [^ ]*$')
+local changes = {'att', math.max((tonumber(h[3]) or 1) - 1, 0)}
+if cut then
+  changes[#changes + 1] = 'workers'; changes[#changes + 1] = string.sub(workers, 1, cut - 1)
+end
+redis.call('ZREM', leases, lid)
+redis.call('ZADD', ready, front_score(h[1]), lid)
+redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
+if not cut then redis.call('HDEL', jkey, 'workers') end
+redis.call('HDEL', jkey, 'lease', 'token')
+local v = bump_version(jkey)
+redis.call('LPUSH', wake, '1')
+redis.call('LTRIM', wake, 0, 99)
+emit(events, ARGV[3], ARGV[2], lid, 'queued', v, now, changes)
+return 1

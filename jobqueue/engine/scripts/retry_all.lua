@@ -1,0 +1,46 @@
+-- retry_all.lua: put up to N jobs of one registry (failed or canceled) back in the queue.
+--
+-- The same transition as retry.lua, for the oldest N ids of the registry. The caller repeats
+-- until it returns 0, so a huge registry is handled in bounded batches.
+-- Job keys are derived from the ids read from the registry (ARGV[4] prefix).
+--
+-- KEYS[1]  meta   KEYS[2] ready   KEYS[3] registry (failed or canceled)   KEYS[4] events
+-- KEYS[5]  uniques   KEYS[6] wake
+-- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] job key prefix
+-- ARGV[5]  batch size   ARGV[6] the registry's state ('failed' or 'canceled')
+-- Returns  how many ids were taken from the registry (0 when it is empty)
+local meta, ready, registry, events, uniques, wake =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local err = preflight(ARGV[1])
+if err then return err end
+local queue, maxlen, prefix, batch, wanted = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local now = now_ms()
+local ids = redis.call('ZRANGE', registry, 0, batch - 1)
+local woken = 0
+for _, lid in ipairs(ids) do
+  local jkey = prefix .. lid
+  redis.call('ZREM', registry, lid)
+  if job_state(jkey) == wanted then
+    redis.call('PERSIST', jkey)
+    local h = redis.call('HMGET', jkey, 'att', 'prio', 'unique')
+    local changes = {'att0', tonumber(h[1]) or 0, 'stalls', 0}
+    if h[3] and not redis.call('HGET', uniques, h[3]) then
+      redis.call('HSET', uniques, h[3], lid)
+    end
+    local seq = redis.call('HINCRBY', meta, 'seq', 1)
+    redis.call('ZADD', ready, ready_score(h[2], seq), lid)
+    redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
+    redis.call('HDEL', jkey, 'ended', 'reason', 'cancel', 'result', 'token', 'lease')
+    local v = bump_version(jkey)
+    for _, name in ipairs({'ended', 'reason', 'cancel', 'result'}) do
+      changes[#changes + 1] = name; changes[#changes + 1] = ''
+    end
+    emit(events, maxlen, queue, lid, 'queued', v, now, changes)
+    woken = woken + 1
+  end
+end
+if woken > 0 then
+  for _ = 1, math.min(woken, 100) do redis.call('LPUSH', wake, '1') end
+  redis.call('LTRIM', wake, 0, 99)
+end
+return #ids

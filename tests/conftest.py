@@ -102,3 +102,40 @@ def private_redis(tmp_path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.close()
+
+
+# -- the engine, on the test's own prefix ------------------------------------------------------
+
+
+def add(a, b):
+    return a + b
+
+
+def noop():
+    return None
+
+
+@pytest.fixture
+def registry():
+    from jobqueue.engine import TaskRegistry
+
+    reg = TaskRegistry()
+    reg.register("tests.add", add)
+    reg.register("tests.noop", noop)
+    return reg
+
+
+@pytest.fixture
+def engine_config(keyspace):
+    from jobqueue.engine import EngineConfig
+
+    return EngineConfig(prefix=keyspace.prefix, lease_seconds=30)
+
+
+@pytest.fixture
+def engine(engine_config, registry):
+    from jobqueue.engine import Engine
+
+    client = redis.Redis.from_url(REDIS_URL)
+    yield Engine(client, engine_config, registry)
+    client.close()

@@ -16,10 +16,15 @@ from pathlib import Path
 import redis
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(highest: int = 65535) -> int:
+    """A free loopback port, at most ``highest`` (cluster nodes need port + 10000 free too)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port <= highest:
+            return port
+    raise RuntimeError(f"no free loopback port at or below {highest}")
 
 
 class RedisServer:
@@ -37,8 +42,8 @@ class RedisServer:
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="jq-redis-"))
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
         self.options = {"save": "", "appendonly": "no", **options}
+        self.port = free_port(55535 if "cluster-enabled" in self.options else 65535)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -130,3 +135,82 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
 
 
 __all__ = ["RedisServer", "delete_matching", "free_port", "reachable", "scan_keys"]
+
+
+class RedisSentinel:
+    """A master plus one sentinel monitoring it as ``mymaster``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.master = RedisServer(directory / "master")
+        self.dir = directory / "sentinel"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/mymaster/0"
+
+    def start(self) -> RedisSentinel:
+        self.master.start()
+        conf = self.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+        )
+        self.process = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel", "--logfile", str(self.dir / "log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with redis.Redis(port=self.port) as client:
+                    if client.sentinel_master("mymaster"):
+                        return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis sentinel did not start")
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.master.close()
+
+
+class RedisCluster:
+    """A three-master Redis Cluster on free loopback ports."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes = [
+            RedisServer(directory / f"node{i}", **{"cluster-enabled": "yes"}) for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create"]
+            + [f"127.0.0.1:{n.port}" for n in self.nodes]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            infos = [n.client().cluster("info") for n in self.nodes]
+            if all(i.get("cluster_state") == "ok" for i in infos):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the redis cluster did not become ready")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .connection import is_cluster
 from .errors import ConnectionFailed, DataLossDetected, JobqueueError
 from .keys import KeySpace, QueueKeys
 from .registry import TaskRegistry, default_registry
@@ -57,6 +58,7 @@ class EngineBase:
         self.registry = registry if registry is not None else default_registry
         self.keys = KeySpace(self.config.prefix)
         self.scripts = Scripts(client)
+        self.cluster = is_cluster(client)
         self._epochs: dict[str, str] = {}
         self._epoch_lock = threading.Lock()
         self.data_loss: list[DataLossDetected] = []  # every loss this engine noticed
@@ -113,6 +115,24 @@ class EngineBase:
             return script(keys=keys, args=[self.epoch(queue), *args])
         except redis.RedisError as exc:
             raise self._translate(exc, name, queue) from exc
+
+    def run_batch(self, calls: list[tuple[str, str, list[str], list[Any]]]) -> list[Any]:
+        """Run several ``(script, queue, keys, args)`` calls in one round trip; returns the
+        replies in order, raising the first error (translated). On Redis Cluster, whose
+        pipelines cannot run scripts, the calls run one after the other."""
+        if self.cluster:
+            return [self.run(name, queue, keys, args) for name, queue, keys, args in calls]
+        pipe = self.client.pipeline(transaction=False)
+        for name, queue, keys, args in calls:
+            getattr(self.scripts, name)(keys=keys, args=[self.epoch(queue), *args], client=pipe)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise self._translate(exc, calls[0][0]) from exc
+        for (name, queue, _, _), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise self._translate(reply, name, queue)
+        return replies
 
     def _translate(self, exc: Exception, name: str, queue: str | None = None) -> JobqueueError:
         message = str(exc)

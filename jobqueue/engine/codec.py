@@ -23,6 +23,7 @@ def _std_dumps(value: Any) -> bytes:
 
 
 if orjson is not None:
+
     def _dumps(value: Any) -> bytes:
         return orjson.dumps(value)
 

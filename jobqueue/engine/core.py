@@ -22,7 +22,10 @@ class Engine(ProducerMixin, LeaseMixin, OperationsMixin, ReadsMixin):
 
     @classmethod
     def from_url(
-        cls, url: str, config: EngineConfig | None = None, registry: TaskRegistry | None = None,
+        cls,
+        url: str,
+        config: EngineConfig | None = None,
+        registry: TaskRegistry | None = None,
         **client_options: Any,
     ) -> Engine:
         return cls(get_client(url, **client_options), config, registry)

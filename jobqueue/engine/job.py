@@ -135,15 +135,19 @@ class Job:
         try:
             h = {k.decode(): v.decode() for k, v in raw.items()}
             state = JobState(h["state"])
-            errors = tuple(
-                JobError(
-                    exception_class=str(e["c"]),
-                    traceback=str(e["tb"]),
-                    at=ms_to_datetime(e.get("at")),
-                    attempt=int(e.get("n", 0)),
+            errors = (
+                tuple(
+                    JobError(
+                        exception_class=str(e["c"]),
+                        traceback=str(e["tb"]),
+                        at=ms_to_datetime(e.get("at")),
+                        attempt=int(e.get("n", 0)),
+                    )
+                    for e in codec.loads(h["errors"])
                 )
-                for e in codec.loads(h["errors"])
-            ) if "errors" in h else ()
+                if "errors" in h
+                else ()
+            )
             args = codec.loads(h["args"]) if "args" in h else []
             kwargs = codec.loads(h["kwargs"]) if "kwargs" in h else {}
             if not isinstance(args, list) or not isinstance(kwargs, dict):

@@ -48,7 +48,9 @@ class Renewal:
 
 
 class LeaseMixin(EngineBase):
-    def claim(self, queue: str, worker: str, count: int = 1, lease: float | None = None) -> ClaimBatch:
+    def claim(
+        self, queue: str, worker: str, count: int = 1, lease: float | None = None
+    ) -> ClaimBatch:
         """Lease up to ``count`` ready jobs of ``queue`` to ``worker``."""
         qk = self.qkeys(queue)
         lease_ms = int(lease * 1000) if lease is not None else self.config.lease_ms
@@ -56,8 +58,17 @@ class LeaseMixin(EngineBase):
             "claim",
             queue,
             [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.events, qk.failed],
-            [queue, self.config.events_maxlen, qk.job_prefix, worker, lease_ms, count,
-             self.config.promote_batch, self.config.failed_ttl * 1000, self.config.registry_limit],
+            [
+                queue,
+                self.config.events_maxlen,
+                qk.job_prefix,
+                worker,
+                lease_ms,
+                count,
+                self.config.promote_batch,
+                self.config.failed_ttl * 1000,
+                self.config.registry_limit,
+            ],
         )
         next_due = int(reply[1])
         claimed = []
@@ -69,18 +80,31 @@ class LeaseMixin(EngineBase):
                 job = Job.from_redis(queue, local_id, pairs_to_dict(fields))
             except CorruptJob as exc:
                 error = exc
-            claimed.append(Claimed(make_job_id(queue, local_id), queue, local_id, decode(token),
-                                   int(deadline), job, error))
+            claimed.append(
+                Claimed(
+                    make_job_id(queue, local_id),
+                    queue,
+                    local_id,
+                    decode(token),
+                    int(deadline),
+                    job,
+                    error,
+                )
+            )
         return ClaimBatch(int(reply[0]), next_due if next_due >= 0 else None, claimed)
 
-    def renew(self, queue: str, leases: Sequence[tuple[str, str]], lease: float | None = None) -> Renewal:
+    def renew(
+        self, queue: str, leases: Sequence[tuple[str, str]], lease: float | None = None
+    ) -> Renewal:
         """Extend the leases of ``(local id, token)`` pairs of one queue."""
         qk = self.qkeys(queue)
         lease_ms = int(lease * 1000) if lease is not None else self.config.lease_ms
         args: list[Any] = [lease_ms]
         for local_id, token in leases:
             args += [local_id, token]
-        reply = self.run("renew", queue, [qk.meta, qk.leases, *(qk.job(lid) for lid, _ in leases)], args)
+        reply = self.run(
+            "renew", queue, [qk.meta, qk.leases, *(qk.job(lid) for lid, _ in leases)], args
+        )
         statuses = [int(s) for s in reply[2:]]
         return Renewal(
             now_ms=int(reply[0]),
@@ -89,78 +113,127 @@ class LeaseMixin(EngineBase):
             cancel_requested={lid for (lid, _), s in zip(leases, statuses, strict=True) if s == 2},
         )
 
-    def progress(self, job_id: str, token: str, done: float, total: float | None = None,
-                 message: str = "") -> None:
+    def progress(
+        self, job_id: str, token: str, done: float, total: float | None = None, message: str = ""
+    ) -> None:
         """Record a running job's progress. Raises LeaseLost when the token is stale."""
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        payload = codec.dumps({"done": done, "total": total, "message": str(message)[:500]},
-                              what="progress")
-        ok = self.run("progress", queue, [qk.meta, qk.events, qk.job(local_id)],
-                      [queue, self.config.events_maxlen, local_id, token, payload])
+        payload = codec.dumps(
+            {"done": done, "total": total, "message": str(message)[:500]}, what="progress"
+        )
+        ok = self.run(
+            "progress",
+            queue,
+            [qk.meta, qk.events, qk.job(local_id)],
+            [queue, self.config.events_maxlen, local_id, token, payload],
+        )
         if not int(ok):
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
 
-    def complete_many(self, queue: str, results: Sequence[tuple[str, str, bytes, int | None]]) -> list[bool]:
+    def complete_many(
+        self, queue: str, results: Sequence[tuple[str, str, bytes, int | None]]
+    ) -> list[bool]:
         """Record success of ``(local id, token, result JSON, result ttl)`` jobs of one queue."""
         qk = self.qkeys(queue)
         keys = [qk.meta, qk.leases, qk.succeeded, qk.events, qk.uniques]
-        args: list[Any] = [queue, self.config.events_maxlen, self.config.result_ttl * 1000,
-                           self.config.registry_limit]
+        args: list[Any] = [
+            queue,
+            self.config.events_maxlen,
+            self.config.result_ttl * 1000,
+            self.config.registry_limit,
+        ]
         for local_id, token, result, ttl in results:
             keys += [qk.job(local_id), qk.done(local_id)]
             args += [local_id, token, result, "" if ttl is None else int(ttl) * 1000]
         reply = self.run("complete", queue, keys, args)
         return [bool(int(s)) for s in reply]
 
-    def complete(self, job_id: str, token: str, result: Any = None, result_ttl: int | None = None) -> None:
+    def complete(
+        self, job_id: str, token: str, result: Any = None, result_ttl: int | None = None
+    ) -> None:
         """Record one job's success. Raises LeaseLost when the token is stale."""
         queue, local_id = split_job_id(job_id)
         encoded = codec.dumps(result, what="return value")
         if not self.complete_many(queue, [(local_id, token, encoded, result_ttl)])[0]:
-            raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}; "
-                            "its result was not recorded.")
+            raise LeaseLost(
+                f"Job {job_id!r} is no longer leased with token {token}; "
+                "its result was not recorded."
+            )
 
     def retry_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, capped."""
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(attempt - 1, 0))
         return delay / 2 + random.uniform(0, delay / 2)
 
-    def fail(self, job_id: str, token: str, exception_class: str, traceback: str, *,
-             attempt: int = 0, retry: bool = True, delay: float | None = None,
-             reason: str = "") -> JobState:
+    def fail(
+        self,
+        job_id: str,
+        token: str,
+        exception_class: str,
+        traceback: str,
+        *,
+        attempt: int = 0,
+        retry: bool = True,
+        delay: float | None = None,
+        reason: str = "",
+    ) -> JobState:
         """Record a failed attempt; returns the job's new state (scheduled for a retry,
         failed, or canceled). Raises LeaseLost when the token is stale."""
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
         if len(traceback) > MAX_TRACEBACK:
-            traceback = traceback[:1000] + "\n[...]\n" + traceback[-(MAX_TRACEBACK - 1000):]
-        error = codec.dumps({"c": str(exception_class)[:300], "tb": traceback, "n": attempt},
-                            what="error")
+            traceback = traceback[:1000] + "\n[...]\n" + traceback[-(MAX_TRACEBACK - 1000) :]
+        error = codec.dumps(
+            {"c": str(exception_class)[:300], "tb": traceback, "n": attempt}, what="error"
+        )
         delay_ms = -1
         if retry:
             delay_ms = int(1000 * (self.retry_delay(attempt) if delay is None else delay))
         reply = self.run(
             "fail",
             queue,
-            [qk.meta, qk.leases, qk.scheduled, qk.failed, qk.canceled, qk.events, qk.uniques,
-             qk.job(local_id), qk.done(local_id)],
-            [queue, self.config.events_maxlen, self.config.failed_ttl * 1000,
-             self.config.registry_limit, local_id, token, error, delay_ms, reason[:1000]],
+            [
+                qk.meta,
+                qk.leases,
+                qk.scheduled,
+                qk.failed,
+                qk.canceled,
+                qk.events,
+                qk.uniques,
+                qk.job(local_id),
+                qk.done(local_id),
+            ],
+            [
+                queue,
+                self.config.events_maxlen,
+                self.config.failed_ttl * 1000,
+                self.config.registry_limit,
+                local_id,
+                token,
+                error,
+                delay_ms,
+                reason[:1000],
+            ],
         )
         state = decode(reply)
         if not state:
-            raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}; "
-                            "its failure was not recorded.")
+            raise LeaseLost(
+                f"Job {job_id!r} is no longer leased with token {token}; "
+                "its failure was not recorded."
+            )
         return JobState(state)
 
     def release(self, job_id: str, token: str) -> None:
         """Give a running job back to the queue, attempt not counted (graceful shutdown)."""
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        ok = self.run("release", queue,
-                      [qk.meta, qk.leases, qk.ready, qk.events, qk.wake, qk.job(local_id)],
-                      [queue, self.config.events_maxlen, local_id, token])
+        ok = self.run(
+            "release",
+            queue,
+            [qk.meta, qk.leases, qk.ready, qk.events, qk.wake, qk.job(local_id)],
+            [queue, self.config.events_maxlen, local_id, token],
+        )
         if not int(ok):
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
 
@@ -171,9 +244,18 @@ class LeaseMixin(EngineBase):
             "reap",
             queue,
             [qk.meta, qk.leases, qk.ready, qk.failed, qk.events, qk.uniques, qk.wake, qk.canceled],
-            [queue, self.config.events_maxlen, qk.job_prefix, qk.done_prefix,
-             self.config.max_stalls, batch, self.config.failed_ttl * 1000,
-             self.config.registry_limit],
+            [
+                queue,
+                self.config.events_maxlen,
+                qk.job_prefix,
+                qk.done_prefix,
+                self.config.max_stalls,
+                batch,
+                self.config.failed_ttl * 1000,
+                self.config.registry_limit,
+            ],
         )
-        return ([make_job_id(queue, decode(x)) for x in requeued],
-                [make_job_id(queue, decode(x)) for x in ended])
+        return (
+            [make_job_id(queue, decode(x)) for x in requeued],
+            [make_job_id(queue, decode(x)) for x in ended],
+        )

@@ -19,8 +19,9 @@ class OperationsMixin(EngineBase):
         try:
             state = JobState(state)
         except ValueError:
-            raise InvalidJob(f"{state!r} is not a job state; use one of "
-                             f"{', '.join(s.value for s in JobState)}.") from None
+            raise InvalidJob(
+                f"{state!r} is not a job state; use one of {', '.join(s.value for s in JobState)}."
+            ) from None
         return {
             JobState.QUEUED: qk.ready,
             JobState.SCHEDULED: qk.scheduled,
@@ -35,9 +36,18 @@ class OperationsMixin(EngineBase):
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
         outcome, state = self.run(
-            "retry", queue,
-            [qk.meta, qk.ready, qk.failed, qk.canceled, qk.events, qk.uniques, qk.wake,
-             qk.job(local_id)],
+            "retry",
+            queue,
+            [
+                qk.meta,
+                qk.ready,
+                qk.failed,
+                qk.canceled,
+                qk.events,
+                qk.uniques,
+                qk.wake,
+                qk.job(local_id),
+            ],
             [queue, self.config.events_maxlen, local_id],
         )
         if decode(outcome) != "retried":
@@ -53,11 +63,14 @@ class OperationsMixin(EngineBase):
         qk = self.qkeys(queue)
         total = 0
         while True:
-            taken = int(self.run(
-                "retry_all", queue,
-                [qk.meta, qk.ready, registry, qk.events, qk.uniques, qk.wake],
-                [queue, self.config.events_maxlen, qk.job_prefix, BATCH, str(state)],
-            ))
+            taken = int(
+                self.run(
+                    "retry_all",
+                    queue,
+                    [qk.meta, qk.ready, registry, qk.events, qk.uniques, qk.wake],
+                    [queue, self.config.events_maxlen, qk.job_prefix, BATCH, str(state)],
+                )
+            )
             if not taken:
                 return total
             total += taken
@@ -68,11 +81,26 @@ class OperationsMixin(EngineBase):
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
         outcome, state = self.run(
-            "cancel", queue,
-            [qk.meta, qk.ready, qk.scheduled, qk.canceled, qk.events, qk.uniques,
-             qk.job(local_id), qk.done(local_id)],
-            [queue, self.config.events_maxlen, local_id, self.config.failed_ttl * 1000,
-             self.config.registry_limit, reason[:1000]],
+            "cancel",
+            queue,
+            [
+                qk.meta,
+                qk.ready,
+                qk.scheduled,
+                qk.canceled,
+                qk.events,
+                qk.uniques,
+                qk.job(local_id),
+                qk.done(local_id),
+            ],
+            [
+                queue,
+                self.config.events_maxlen,
+                local_id,
+                self.config.failed_ttl * 1000,
+                self.config.registry_limit,
+                reason[:1000],
+            ],
         )
         outcome = decode(outcome)
         if outcome == "refused":
@@ -84,9 +112,22 @@ class OperationsMixin(EngineBase):
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
         deleted = self.run(
-            "delete", queue,
-            [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.succeeded, qk.failed, qk.canceled,
-             qk.events, qk.uniques, qk.job(local_id), qk.done(local_id), qk.log(local_id)],
+            "delete",
+            queue,
+            [
+                qk.meta,
+                qk.ready,
+                qk.scheduled,
+                qk.leases,
+                qk.succeeded,
+                qk.failed,
+                qk.canceled,
+                qk.events,
+                qk.uniques,
+                qk.job(local_id),
+                qk.done(local_id),
+                qk.log(local_id),
+            ],
             [queue, self.config.events_maxlen, local_id],
         )
         if not int(deleted):
@@ -99,15 +140,28 @@ class OperationsMixin(EngineBase):
         zset = self._state_set(queue, state)
         state = JobState(state)
         if state not in PURGEABLE_STATES:
-            raise InvalidJob("Running jobs cannot be purged; cancel them, or delete them one by one.")
+            raise InvalidJob(
+                "Running jobs cannot be purged; cancel them, or delete them one by one."
+            )
         qk = self.qkeys(queue)
         total = 0
         while True:
-            taken = int(self.run(
-                "purge", queue, [qk.meta, zset, qk.events, qk.uniques],
-                [queue, self.config.events_maxlen, qk.job_prefix, qk.done_prefix, qk.log_prefix,
-                 batch, str(state)],
-            ))
+            taken = int(
+                self.run(
+                    "purge",
+                    queue,
+                    [qk.meta, zset, qk.events, qk.uniques],
+                    [
+                        queue,
+                        self.config.events_maxlen,
+                        qk.job_prefix,
+                        qk.done_prefix,
+                        qk.log_prefix,
+                        batch,
+                        str(state),
+                    ],
+                )
+            )
             if not taken:
                 return total
             total += taken
@@ -123,8 +177,12 @@ class OperationsMixin(EngineBase):
     def _set_paused(self, queue: str, paused: bool) -> bool:
         validate_queue_name(queue)
         qk = self.qkeys(queue)
-        changed = self.run("pause", queue, [qk.meta, qk.events, qk.wake],
-                           [queue, self.config.events_maxlen, "1" if paused else "0"])
+        changed = self.run(
+            "pause",
+            queue,
+            [qk.meta, qk.events, qk.wake],
+            [queue, self.config.events_maxlen, "1" if paused else "0"],
+        )
         return bool(int(changed))
 
     def _refuse(self, job_id: str, state: str, verb: str, allowed: str) -> None:

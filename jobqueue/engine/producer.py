@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis
-
 from . import codec
 from .base import EngineBase, decode
 from .errors import InvalidJob
@@ -79,8 +77,13 @@ def _check_key(name: str, value: Any) -> str | None:
 
 
 class ProducerMixin(EngineBase):
-    def enqueue(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-                **options: Any) -> Job:
+    def enqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
         """Enqueue one job and return it. See :class:`JobSpec` for ``options``.
 
         A job with ``unique_key`` held by a live job, or with an ``idempotency_id`` or
@@ -99,23 +102,17 @@ class ProducerMixin(EngineBase):
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):
             by_queue.setdefault(item.spec.queue, []).append(index)
-        calls: list[tuple[str, list[int]]] = []
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[tuple[str, str, list[str], list[Any]]] = []
+        chunks: list[tuple[str, list[int]]] = []
         for queue, indexes in by_queue.items():
-            epoch = self.epoch(queue)
             for start in range(0, len(indexes), CHUNK):
                 chunk = indexes[start : start + CHUNK]
-                keys, args = self._script_input(queue, epoch, [prepared[i] for i in chunk])
-                self.scripts.enqueue(keys=keys, args=args, client=pipe)
-                calls.append((queue, chunk))
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:
-            raise self.translate(exc, "enqueue") from exc
+                keys, args = self._script_input(queue, [prepared[i] for i in chunk])
+                calls.append(("enqueue", queue, keys, args))
+                chunks.append((queue, chunk))
+        replies = self.run_batch(calls)
         jobs: list[Job | None] = [None] * len(prepared)
-        for (queue, chunk), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise self.translate(reply, "enqueue", queue)
+        for (queue, chunk), reply in zip(chunks, replies, strict=True):
             now_ms = int(reply[0])
             for index, (status, local_id, state) in zip(chunk, reply[1:], strict=True):
                 item = prepared[index]
@@ -130,7 +127,7 @@ class ProducerMixin(EngineBase):
         if not isinstance(spec.task, str) or spec.task not in self.registry:
             self.registry.get(spec.task)  # raises UnknownTask with the full sentence
         queue = validate_queue_name(spec.queue)
-        priority = _check_int("priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY)
+        _check_int("priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY)
         max_attempts = _check_int("max_attempts", spec.max_attempts, 1, 1000)
         if not isinstance(spec.args, list | tuple):
             raise InvalidJob(f"args must be a list or tuple, not {type(spec.args).__name__}.")
@@ -165,9 +162,15 @@ class ProducerMixin(EngineBase):
         if max_attempts != 1:
             fields += ["max", max_attempts]
         if spec.timeout is not None:
-            if (isinstance(spec.timeout, bool) or not isinstance(spec.timeout, int | float)
-                    or not math.isfinite(spec.timeout) or spec.timeout <= 0):
-                raise InvalidJob(f"timeout must be a positive number of seconds, not {spec.timeout!r}.")
+            if (
+                isinstance(spec.timeout, bool)
+                or not isinstance(spec.timeout, int | float)
+                or not math.isfinite(spec.timeout)
+                or spec.timeout <= 0
+            ):
+                raise InvalidJob(
+                    f"timeout must be a positive number of seconds, not {spec.timeout!r}."
+                )
             fields += ["timeout", repr(float(spec.timeout))]
         if spec.result_ttl is not None:
             ttl = _check_int("result_ttl", spec.result_ttl, 1, 10 * 365 * 86400)
@@ -184,14 +187,20 @@ class ProducerMixin(EngineBase):
             local_id = new_local_id()
         return _Prepared(spec, local_id, run_at_ms, fields, args, kwargs)
 
-    def _script_input(self, queue: str, epoch: str, items: list[_Prepared]) -> tuple[list, list]:
+    def _script_input(self, queue: str, items: list[_Prepared]) -> tuple[list, list]:
         qk = self.qkeys(queue)
         keys = [qk.meta, qk.ready, qk.scheduled, qk.events, qk.wake, qk.uniques]
-        args: list[Any] = [epoch, queue, self.config.events_maxlen, self.config.wake_cap, len(items)]
+        args: list[Any] = [queue, self.config.events_maxlen, self.config.wake_cap, len(items)]
         for item in items:
             keys.append(qk.job(item.local_id))
-            args += [item.local_id, item.run_at_ms, int(item.spec.priority),
-                     item.spec.unique_key or "", len(item.fields) // 2, *item.fields]
+            args += [
+                item.local_id,
+                item.run_at_ms,
+                int(item.spec.priority),
+                item.spec.unique_key or "",
+                len(item.fields) // 2,
+                *item.fields,
+            ]
         return keys, args
 
     def _new_job(self, item: _Prepared, now_ms: int, state: JobState) -> Job:

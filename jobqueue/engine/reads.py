@@ -76,9 +76,14 @@ class ReadsMixin(EngineBase):
     def queue_info(self, queue: str) -> QueueInfo:
         validate_queue_name(queue)
         qk = self.qkeys(queue)
-        sets = [(JobState.SCHEDULED, qk.scheduled), (JobState.QUEUED, qk.ready),
-                (JobState.RUNNING, qk.leases), (JobState.SUCCEEDED, qk.succeeded),
-                (JobState.FAILED, qk.failed), (JobState.CANCELED, qk.canceled)]
+        sets = [
+            (JobState.SCHEDULED, qk.scheduled),
+            (JobState.QUEUED, qk.ready),
+            (JobState.RUNNING, qk.leases),
+            (JobState.SUCCEEDED, qk.succeeded),
+            (JobState.FAILED, qk.failed),
+            (JobState.CANCELED, qk.canceled),
+        ]
         pipe = self.client.pipeline(transaction=False)
         for _, key in sets:
             pipe.zcard(key)
@@ -97,7 +102,9 @@ class ReadsMixin(EngineBase):
             data_lost_at=ms_to_datetime(meta.get("lost_at")),
         )
 
-    def job_ids(self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50) -> list[str]:
+    def job_ids(
+        self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50
+    ) -> list[str]:
         """Ids of ``queue``'s jobs in ``state``: next to run first for queued / scheduled /
         running, most recent first for finished states."""
         zset = self._state_set(queue, state)  # type: ignore[attr-defined]
@@ -108,7 +115,9 @@ class ReadsMixin(EngineBase):
             raise self.translate(exc, "job_ids", queue) from exc
         return [f"{queue}:{decode(i)}" for i in ids]
 
-    def jobs(self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50) -> list[Job]:
+    def jobs(
+        self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50
+    ) -> list[Job]:
         """A page of ``queue``'s jobs in ``state`` (see :meth:`job_ids` for the order)."""
         return self.find(self.job_ids(queue, state, offset, limit))
 
@@ -134,6 +143,8 @@ class ReadsMixin(EngineBase):
             if remaining <= 0:
                 raise WaitTimeout(f"Job {job_id!r} did not finish within {timeout} seconds.")
             try:
-                self.client.blpop([qk.done(local_id)], timeout=max(min(remaining, BLOCK_SLICE), 0.01))
+                self.client.blpop(
+                    [qk.done(local_id)], timeout=max(min(remaining, BLOCK_SLICE), 0.01)
+                )
             except redis.RedisError as exc:
                 raise self.translate(exc, "wait", queue) from exc

@@ -24,7 +24,9 @@ class TaskRegistry:
     def register(self, name: str, target: Any) -> None:
         """Register ``target`` (a callable, or a Django Task) under ``name``."""
         if not isinstance(name, str) or not name or len(name) > MAX_TASK_NAME:
-            raise InvalidJob(f"Task name {name!r} must be a non-empty string of at most 200 characters.")
+            raise InvalidJob(
+                f"Task name {name!r} must be a non-empty string of at most 200 characters."
+            )
         with self._lock:
             self._tasks[name] = target
 

@@ -8,7 +8,7 @@
 -- KEYS[5]  uniques   then per job i: KEYS[4 + 2i] job hash, KEYS[5 + 2i] done list
 -- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] default result TTL ms
 -- ARGV[5]  registry size limit, then per job: local id, fence token, result JSON,
---          result TTL ms ('' = default)
+--          result TTL ms ('' = the job's own 'ttl' field, else the default)
 -- Returns  {status...}: 1 recorded, 0 refused (lease lost)
 local meta, leases, registry, events, uniques = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local err = preflight(ARGV[1])
@@ -23,7 +23,10 @@ for i = 1, n do
   local a = 2 + 4 * i
   local lid, token, result, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   if holds_lease(jkey, token) then
-    ttl = ttl or default_ttl
+    if not ttl then
+      local own = tonumber(redis.call('HGET', jkey, 'ttl'))
+      ttl = own and own * 1000 or default_ttl
+    end
     redis.call('ZREM', leases, lid)
     redis.call('HSET', jkey, 'state', 'succeeded', 'result', result, 'ended', now)
     redis.call('HDEL', jkey, 'lease', 'cancel')

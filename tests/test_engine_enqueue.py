@@ -1,0 +1,145 @@
+"""Enqueue: validation before any write, deferral, uniqueness, idempotency, bulk."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobqueue.engine import InvalidJob, JobSpec, JobState, UnknownTask
+
+
+def test_enqueue_writes_a_queued_job(engine, keyspace):
+    job = engine.enqueue("tests.add", [1, 2], {"c": 3}, queue="mail", priority=7)
+    assert job.state is JobState.QUEUED
+    assert job.id.startswith("mail:")
+    stored = engine.get(job.id)
+    assert (stored.task, stored.args, stored.kwargs, stored.priority) == (
+        "tests.add",
+        [1, 2],
+        {"c": 3},
+        7,
+    )
+    assert stored.version == 1
+    assert stored.enqueued_at is not None
+    assert engine.counts("mail")[JobState.QUEUED] == 1
+    assert "mail" in engine.queues()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"task": "os.system"}, "'os.system' is not a registered task"),
+        ({"task": "builtins.eval"}, "'builtins.eval' is not a registered task"),
+        ({"args": [object()]}, "JSON-serialisable"),
+        ({"args": [float("nan")]}, "JSON cannot carry"),
+        ({"kwargs": {1: "x"}}, "{1: .x.} is not"),
+        ({"kwargs": {"when": datetime.now(UTC)}}, "JSON-serialisable"),
+        ({"args": "abc"}, "args must be a list"),
+        ({"priority": 101}, "between -100 and 100"),
+        ({"priority": -101}, "between -100 and 100"),
+        ({"priority": 1.5}, "whole number"),
+        ({"priority": True}, "whole number"),
+        ({"queue": ""}, "Queue name ''"),
+        ({"queue": "q" * 65}, "is invalid"),
+        ({"queue": "has space"}, "is invalid"),
+        ({"queue": "a{b}"}, "is invalid"),
+        ({"run_after": datetime(2030, 1, 1)}, "naive datetime"),
+        ({"run_after": "tomorrow"}, "must be a datetime"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": -1}, "timeout must be a positive"),
+        ({"timeout": float("inf")}, "timeout must be a positive"),
+        ({"result_ttl": 0}, "result_ttl"),
+        ({"unique_key": ""}, "unique_key"),
+        ({"idempotency_id": 5}, "idempotency_id"),
+        ({"job_id": "other:abc"}, "does not belong to queue"),
+        ({"job_id": "no-colon"}, "not a jobqueue job id"),
+    ],
+)
+def test_bad_input_raises_naming_the_value_and_writes_nothing(engine, keyspace, options, message):
+    spec = {"task": "tests.add", "args": [1, 2], "queue": "default", **options}
+    task = spec.pop("task")
+    args = spec.pop("args")
+    with pytest.raises(InvalidJob, match=message):
+        engine.enqueue(task, args, **spec)
+    assert keyspace.keys() == []
+
+
+def test_unknown_task_is_its_own_exception(engine):
+    with pytest.raises(UnknownTask):
+        engine.enqueue("not.registered")
+
+
+def test_oversized_arguments_are_refused(engine, keyspace):
+    big = "x" * (engine.config.max_payload_bytes + 1)
+    with pytest.raises(InvalidJob, match="more than the limit"):
+        engine.enqueue("tests.add", [big, 1])
+    assert keyspace.keys() == []
+
+
+def test_bulk_is_validated_as_a_whole(engine, keyspace):
+    specs = [JobSpec("tests.add", [i, i]) for i in range(10)] + [
+        JobSpec("tests.add", priority=500)
+    ]
+    with pytest.raises(InvalidJob, match="priority"):
+        engine.enqueue_many(specs)
+    assert keyspace.keys() == []
+
+
+def test_bulk_enqueue_many_queues_keeps_order(engine):
+    specs = [JobSpec("tests.add", [i, 1], queue=("a" if i % 3 else "b")) for i in range(1203)]
+    jobs = engine.enqueue_many(specs)
+    assert [j.args[0] for j in jobs] == list(range(1203))
+    assert engine.counts("a")[JobState.QUEUED] + engine.counts("b")[JobState.QUEUED] == 1203
+    assert len({j.id for j in jobs}) == 1203
+
+
+def test_run_after_defers(engine):
+    later = datetime.now(UTC) + timedelta(hours=1)
+    job = engine.enqueue("tests.noop", run_after=later)
+    assert job.state is JobState.SCHEDULED
+    assert abs((engine.get(job.id).run_at - later).total_seconds()) < 0.002
+    assert engine.counts("default")[JobState.SCHEDULED] == 1
+    assert engine.claim("default", "w").jobs == []
+
+
+def test_run_after_in_the_past_is_queued_at_once(engine):
+    job = engine.enqueue("tests.noop", run_after=datetime.now(UTC) - timedelta(seconds=5))
+    assert job.state is JobState.QUEUED
+
+
+def test_unique_key_returns_the_live_job(engine):
+    first = engine.enqueue("tests.add", [1, 1], unique_key="report:42")
+    second = engine.enqueue("tests.add", [2, 2], unique_key="report:42")
+    assert second.id == first.id and second.args == [1, 1]
+    assert engine.counts("default")[JobState.QUEUED] == 1
+    claimed = engine.claim("default", "w").jobs[0]
+    engine.complete(claimed.job_id, claimed.token, 2)
+    third = engine.enqueue("tests.add", [3, 3], unique_key="report:42")
+    assert third.id != first.id  # the key is free again once the job ended
+
+
+def test_unique_key_is_freed_by_cancel_and_failure(engine):
+    a = engine.enqueue("tests.noop", unique_key="u")
+    engine.cancel(a.id)
+    b = engine.enqueue("tests.noop", unique_key="u")
+    assert b.id != a.id
+    claimed = engine.claim("default", "w").jobs[0]
+    engine.fail(claimed.job_id, claimed.token, "builtins.ValueError", "tb", retry=False)
+    c = engine.enqueue("tests.noop", unique_key="u")
+    assert c.id not in (a.id, b.id)
+
+
+def test_idempotency_id_makes_a_retried_enqueue_create_nothing(engine):
+    first = engine.enqueue("tests.add", [1, 2], idempotency_id="order-7-confirmation")
+    again = engine.enqueue("tests.add", [1, 2], idempotency_id="order-7-confirmation")
+    assert again.id == first.id
+    assert engine.counts("default")[JobState.QUEUED] == 1
+    other = engine.enqueue("tests.add", [1, 2], idempotency_id="order-8-confirmation")
+    assert other.id != first.id
+
+
+def test_explicit_job_id_is_idempotent(engine):
+    job_id = "default:my-own-id_1"
+    first = engine.enqueue("tests.noop", job_id=job_id)
+    second = engine.enqueue("tests.noop", job_id=job_id)
+    assert first.id == second.id == job_id
+    assert engine.counts("default")[JobState.QUEUED] == 1

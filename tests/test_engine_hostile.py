@@ -1,0 +1,133 @@
+"""Hostile or malformed data planted in Redis never executes anything and fails only that job."""
+
+import pickle
+import sys
+
+import pytest
+
+from jobqueue.engine import CorruptJob, JobqueueError, JobState, UnknownTask
+
+
+def plant(engine, keyspace, local_id, fields, queue="default", state="queued"):
+    """Write a job hash by hand and put it in the ready set, as an attacker with Redis could."""
+    qk = engine.qkeys(queue)
+    engine.epoch(queue)
+    keyspace.client.hset(qk.job(local_id), mapping={"state": state, "v": 1, **fields})
+    keyspace.client.zadd(qk.ready, {local_id: 0})
+    return f"{queue}:{local_id}"
+
+
+def test_pickle_payload_is_not_unpickled(engine, keyspace):
+    class Boom:
+        def __reduce__(self):
+            return (sys.exit, ("unpickled!",))
+
+    job_id = plant(
+        engine, keyspace, "pickled", {"task": "tests.noop", "args": pickle.dumps(Boom())}
+    )
+    good = engine.enqueue("tests.noop")
+    claims = engine.claim("default", "w", count=10).jobs
+    by_id = {c.job_id: c for c in claims}
+    bad = by_id[job_id]
+    assert bad.job is None and isinstance(bad.error, CorruptJob)
+    assert by_id[good.id].job is not None  # the rest of the batch is unaffected
+    state = engine.fail(
+        bad.job_id, bad.token, "jobqueue.exceptions.CorruptJob", str(bad.error), retry=False
+    )
+    assert state is JobState.FAILED
+    with pytest.raises(CorruptJob):
+        engine.get(job_id)
+
+
+def test_unregistered_task_names_are_never_imported(engine, keyspace):
+    job_id = plant(engine, keyspace, "evil", {"task": "jq_hostile_module_xyz.run", "args": "[]"})
+    plant(engine, keyspace, "evil2", {"task": "os.system", "args": '["touch /tmp/pwned"]'})
+    claims = engine.claim("default", "w", count=10).jobs
+    for c in claims:
+        with pytest.raises(UnknownTask):
+            engine.registry.get(c.job.task)
+        engine.fail(
+            c.job_id, c.token, "jobqueue.exceptions.UnknownTask", "not registered", retry=False
+        )
+    assert "jq_hostile_module_xyz" not in sys.modules
+    assert engine.get(job_id).state is JobState.FAILED
+
+
+def test_failure_record_naming_os_system_stays_text(engine, keyspace):
+    qk = engine.qkeys("default")
+    engine.epoch("default")
+    keyspace.client.hset(
+        qk.job("rec"),
+        mapping={
+            "state": "failed",
+            "v": 3,
+            "task": "tests.noop",
+            "errors": '[{"c":"os.system","tb":"rm -rf /","n":1,"at":1}]',
+        },
+    )
+    job = engine.get("default:rec")
+    assert job.errors[0].exception_class == "os.system"
+    assert job.errors[0].traceback == "rm -rf /"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"task": "tests.noop", "args": "{not json"},
+        {"task": "tests.noop", "args": '{"a": 1}'},  # args must be an array
+        {"task": "tests.noop", "kwargs": "[1, 2]"},  # kwargs must be an object
+        {"args": "[]"},  # no task at all
+        {"task": "tests.noop", "timeout": "soon"},
+    ],
+)
+def test_malformed_fields_fail_only_that_job(engine, keyspace, fields):
+    bad_id = plant(engine, keyspace, "bad", fields)
+    good = engine.enqueue("tests.noop")
+    claims = {c.job_id: c for c in engine.claim("default", "w", count=10).jobs}
+    assert isinstance(claims[bad_id].error, CorruptJob)
+    assert claims[good.id].error is None
+
+
+def test_non_numeric_counters_do_not_wedge_claim(engine, keyspace):
+    bad_id = plant(engine, keyspace, "badatt", {"task": "tests.noop", "att": "many", "v": "x"})
+    good = engine.enqueue("tests.noop")
+    claims = engine.claim("default", "w", count=10).jobs
+    assert [c.job_id for c in claims] == [good.id]
+    raw = keyspace.client.hgetall(engine.qkeys("default").job("badatt"))
+    assert raw[b"state"] == b"failed" and b"malformed" in raw[b"reason"]
+    with pytest.raises(CorruptJob, match="badatt"):
+        engine.get(bad_id)
+    assert engine.counts("default")[JobState.FAILED] == 1
+
+
+def test_wrongtype_job_key_is_reported_failed_and_skipped(engine, keyspace):
+    qk = engine.qkeys("default")
+    engine.epoch("default")
+    keyspace.client.set(qk.job("str"), "I am a string")
+    keyspace.client.zadd(qk.ready, {"str": 0})
+    good = engine.enqueue("tests.noop")
+    assert [c.job_id for c in engine.claim("default", "w", count=10).jobs] == [good.id]
+    assert engine.counts("default")[JobState.FAILED] == 1
+    with pytest.raises(CorruptJob, match="not a hash"):
+        engine.get("default:str")
+    assert keyspace.client.get(qk.job("str")) == b"I am a string"
+
+
+def test_wrongtype_queue_key_refuses_before_writing(engine, keyspace):
+    job = engine.enqueue("tests.noop")
+    qk = engine.qkeys("default")
+    keyspace.client.delete(qk.events)
+    keyspace.client.set(qk.events, "not a stream")
+    with pytest.raises(JobqueueError, match="is a string, not a stream"):
+        engine.claim("default", "w")
+    assert engine.get(job.id).state is JobState.QUEUED  # nothing was popped or lost
+    assert engine.counts("default")[JobState.QUEUED] == 1
+
+
+def test_fifty_megabyte_payload_is_handled(engine, keyspace):
+    big = '["' + "a" * (50 * 1024 * 1024) + '"]'
+    job_id = plant(engine, keyspace, "huge", {"task": "tests.noop", "args": big})
+    c = engine.claim("default", "w").jobs[0]
+    assert c.job_id == job_id and len(c.job.args[0]) == 50 * 1024 * 1024
+    engine.complete(c.job_id, c.token, None)
+    assert engine.get(job_id).state is JobState.SUCCEEDED

@@ -224,18 +224,39 @@ class LeaseMixin(EngineBase):
             )
         return JobState(state)
 
-    def release(self, job_id: str, token: str) -> None:
-        """Give a running job back to the queue, attempt not counted (graceful shutdown)."""
+    def release(self, job_id: str, token: str) -> JobState:
+        """Give a running job back to the queue, attempt not counted (graceful shutdown).
+        Returns QUEUED, or CANCELED when its cancel was requested."""
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        ok = self.run(
-            "release",
-            queue,
-            [qk.meta, qk.leases, qk.ready, qk.events, qk.wake, qk.job(local_id)],
-            [queue, self.config.events_maxlen, local_id, token],
+        state = decode(
+            self.run(
+                "release",
+                queue,
+                [
+                    qk.meta,
+                    qk.leases,
+                    qk.ready,
+                    qk.events,
+                    qk.wake,
+                    qk.job(local_id),
+                    qk.canceled,
+                    qk.uniques,
+                    qk.done(local_id),
+                ],
+                [
+                    queue,
+                    self.config.events_maxlen,
+                    local_id,
+                    token,
+                    self.config.failed_ttl * 1000,
+                    self.config.registry_limit,
+                ],
+            )
         )
-        if not int(ok):
+        if not state:
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
+        return JobState(state)
 
     def reap(self, queue: str, batch: int = 100) -> tuple[list[str], list[str]]:
         """Reclaim jobs of ``queue`` whose lease expired: returns (requeued ids, ended ids)."""

@@ -1,0 +1,49 @@
+"""The engine's documentation and layering match the code."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobqueue.engine.keys import KeySpace
+from jobqueue.engine.scripts import SCRIPT_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "jobqueue" / "engine" / "scripts"
+
+
+def test_every_key_the_key_module_can_build_is_documented():
+    doc = (ROOT / "docs" / "redis-keys.md").read_text()
+    missing = [p for p in KeySpace("jq").patterns().values() if p not in doc]
+    assert missing == []
+
+
+def test_every_script_file_is_loaded_and_documents_keys_argv_and_return():
+    files = {p.stem for p in SCRIPTS.glob("*.lua")} - {"_lib"}
+    assert files == set(SCRIPT_NAMES)
+    for name in SCRIPT_NAMES:
+        header = (SCRIPTS / f"{name}.lua").read_text().split("\nlocal ", 1)[0]
+        assert header.startswith(f"-- {name}.lua: ")
+        assert re.search(r"^-- KEYS\[1\]", header, re.M), name
+        assert re.search(r"^-- Returns ", header, re.M), name
+        if name != "wait_prepare":
+            assert re.search(r"^-- ARGV\[1\]", header, re.M), name
+
+
+def test_every_script_touches_only_keys_of_its_queue_slot():
+    """No key name is hard-coded in a script: keys come from KEYS or from prefixes in ARGV."""
+    for path in SCRIPTS.glob("*.lua"):
+        assert not re.search(r"redis\.call\('\w+', '[^']*:", path.read_text()), path.name
+
+
+@pytest.mark.parametrize("module", ["jobqueue.engine"])
+def test_the_engine_imports_no_django(module):
+    code = (
+        f"import sys, {module}; "
+        "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

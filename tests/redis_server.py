@@ -45,13 +45,17 @@ class RedisServer:
         self.options = {"save": "", "appendonly": "no", **options}
         self.port = free_port(55535 if "cluster-enabled" in self.options else 65535)
         self.process: subprocess.Popen | None = None
+        self._clients: list[redis.Redis] = []
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        """A client for this server; closed when the server stops."""
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        self._clients.append(client)
+        return client
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
@@ -62,7 +66,7 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with self.client() as client:
+                with redis.Redis(host="127.0.0.1", port=self.port) as client:
                     client.ping()
                 return self
             except redis.ConnectionError as exc:
@@ -74,6 +78,9 @@ class RedisServer:
                 time.sleep(0.02)
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -205,7 +212,10 @@ class RedisCluster:
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            infos = [n.client().cluster("info") for n in self.nodes]
+            infos = []
+            for node in self.nodes:
+                with redis.Redis(port=node.port) as client:
+                    infos.append(client.cluster("info"))
             if all(i.get("cluster_state") == "ok" for i in infos):
                 return self
             time.sleep(0.1)

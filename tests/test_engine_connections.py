@@ -29,6 +29,21 @@ def test_bad_urls_raise_naming_the_url(url, message):
         create_client(url)
 
 
+@pytest.fixture
+def engine_at(registry):
+    """Engines on other servers; their clients are closed after the test."""
+    made = []
+
+    def make(url, prefix, **options):
+        engine = Engine(create_client(url, **options), EngineConfig(prefix=prefix), registry)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.client.close()
+
+
 def test_one_client_per_url_per_process(redis_url):
     assert get_client(redis_url) is get_client(redis_url)
 
@@ -38,15 +53,10 @@ def test_unix_socket_url_is_understood():
     assert client.connection_pool.connection_kwargs["path"] == "/tmp/nonexistent.sock"
 
 
-def test_unreachable_redis_raises_connection_failed(registry):
+def test_unreachable_redis_raises_connection_failed(engine_at):
     from tests.redis_server import free_port
 
-    engine = Engine.from_url(
-        f"redis://127.0.0.1:{free_port()}/0",
-        EngineConfig(prefix="x"),
-        registry,
-        socket_connect_timeout=0.5,
-    )
+    engine = engine_at(f"redis://127.0.0.1:{free_port()}/0", "x", socket_connect_timeout=0.5)
     with pytest.raises(ConnectionFailed, match="could not be reached"):
         engine.enqueue("tests.noop")
 
@@ -62,8 +72,8 @@ def roundtrip(engine):
     assert engine.queues() == ["a", "b", "c"]
 
 
-def test_data_loss_is_detected_loudly(private_redis, registry):
-    engine = Engine.from_url(private_redis.url, EngineConfig(prefix="dl"), registry)
+def test_data_loss_is_detected_loudly(private_redis, engine_at):
+    engine = engine_at(private_redis.url, "dl")
     job = engine.enqueue("tests.noop")
     private_redis.restart()  # no persistence: everything is gone
     with pytest.raises(DataLossDetected, match="lost the data of queue 'default'"):
@@ -75,8 +85,8 @@ def test_data_loss_is_detected_loudly(private_redis, registry):
     assert engine.enqueue("tests.noop").id != job.id
 
 
-def test_flush_is_detected_by_another_process_view(private_redis, registry):
-    engine = Engine.from_url(private_redis.url, EngineConfig(prefix="dl"), registry)
+def test_flush_is_detected_by_another_process_view(private_redis, engine_at):
+    engine = engine_at(private_redis.url, "dl")
     engine.enqueue("tests.noop")
     private_redis.client().flushall()
     with pytest.raises(DataLossDetected):
@@ -86,19 +96,19 @@ def test_flush_is_detected_by_another_process_view(private_redis, registry):
 
 
 @pytest.mark.slow
-def test_sentinel(tmp_path, registry):
+def test_sentinel(tmp_path, engine_at):
     sentinel = RedisSentinel(tmp_path).start()
     try:
-        roundtrip(Engine.from_url(sentinel.url, EngineConfig(prefix="s"), registry))
+        roundtrip(engine_at(sentinel.url, "s"))
     finally:
         sentinel.close()
 
 
 @pytest.mark.slow
-def test_cluster_runs_the_same_scripts(tmp_path, registry):
+def test_cluster_runs_the_same_scripts(tmp_path, engine_at):
     cluster = RedisCluster(tmp_path).start()
     try:
-        engine = Engine.from_url(cluster.url, EngineConfig(prefix="c"), registry)
+        engine = engine_at(cluster.url, "c")
         roundtrip(engine)
         from jobqueue.engine import JobSpec
 

@@ -209,3 +209,41 @@ def test_cancel_of_running_job_is_requested_seen_on_renew_and_ends_canceled(engi
     state = engine.fail(c.job_id, c.token, "jobqueue.Canceled", "canceled by request")
     assert state is JobState.CANCELED
     assert engine.counts("default")[JobState.CANCELED] == 1
+
+
+def test_abandon_counts_a_stall_at_once(engine):
+    job = engine.enqueue("tests.noop", max_attempts=5)
+    for expected in (JobState.QUEUED, JobState.QUEUED, JobState.FAILED):
+        c = claim_one(engine)
+        assert engine.abandon(c.job_id, c.token, "its process was killed") is expected
+    stored = engine.get(job.id)
+    assert stored.stalls == 3 and "its process was killed" in stored.reason
+    with pytest.raises(LeaseLost):
+        engine.abandon(c.job_id, c.token)
+
+
+def test_finish_many_acks_successes_and_failures_in_one_round_trip(engine):
+    from jobqueue.engine.lease import Failure, Success
+
+    jobs = [engine.enqueue("tests.noop", queue=q, max_attempts=2) for q in ("a", "b", "a", "b")]
+    claims = [engine.claim(q, "w").jobs[0] for q in ("a", "b", "a", "b")]
+    finished = engine.finish_many(
+        [
+            Success(claims[0].job_id, claims[0].token, b"1"),
+            Success(claims[1].job_id, "0", b"2"),
+            Success(claims[3].job_id, claims[3].token, b'"x"'),
+        ],
+        [Failure(claims[2].job_id, claims[2].token, "x.E", "tb", attempt=1, delay=60)],
+    )
+    assert finished.completed == {
+        claims[0].job_id: True,
+        claims[1].job_id: False,
+        claims[3].job_id: True,
+    }
+    assert finished.failed == {claims[2].job_id: JobState.SCHEDULED}
+    assert [engine.get(j.id).state for j in jobs] == [
+        JobState.SUCCEEDED,
+        JobState.RUNNING,
+        JobState.SCHEDULED,
+        JobState.SUCCEEDED,
+    ]

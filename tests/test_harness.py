@@ -9,11 +9,12 @@ from tests.conftest import KeySpace, new_prefix
 def test_each_test_has_its_own_prefix_on_a_real_redis(keyspace, redis_url):
     assert jobqueue_settings.PREFIX == keyspace.prefix
     assert jobqueue_settings.REDIS_URL == redis_url
-    assert redis.Redis.from_url(redis_url).ping() is True
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.ping() is True
 
 
 def test_keyspace_cleanup_removes_its_keys_and_only_those(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = keyspace_client = redis.Redis.from_url(redis_url)
     space = KeySpace(redis_url, new_prefix())
     neighbour = KeySpace(redis_url, new_prefix())
     try:
@@ -29,6 +30,7 @@ def test_keyspace_cleanup_removes_its_keys_and_only_those(redis_url):
         neighbour.cleanup()
         space.close()
         neighbour.close()
+        keyspace_client.close()
 
 
 def test_private_redis_can_be_restarted_and_flushed(private_redis):

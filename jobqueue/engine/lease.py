@@ -47,6 +47,43 @@ class Renewal:
     cancel_requested: set[str]  # local ids whose cancel was requested
 
 
+Call = tuple[str, str, list[str], list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    job_id: str
+    token: str
+    result: bytes | str  # the return value, already JSON
+    result_ttl: int | None = None  # None: the job's own, else the configured default
+
+    @property
+    def queue(self) -> str:
+        return self.job_id.partition(":")[0]
+
+    @property
+    def local_id(self) -> str:
+        return self.job_id.partition(":")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    job_id: str
+    token: str
+    exception_class: str
+    traceback: str
+    attempt: int = 0
+    retry: bool = True  # False: this error must not be retried (unknown task, corrupt data)
+    delay: float | None = None  # None: exponential backoff with jitter
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    completed: dict[str, bool]  # job id -> recorded (False: the lease was lost)
+    failed: dict[str, JobState | None]  # job id -> new state (None: the lease was lost)
+
+
 class LeaseMixin(EngineBase):
     def claim(
         self, queue: str, worker: str, count: int = 1, lease: float | None = None
@@ -131,10 +168,9 @@ class LeaseMixin(EngineBase):
         if not int(ok):
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
 
-    def complete_many(
-        self, queue: str, results: Sequence[tuple[str, str, bytes, int | None]]
-    ) -> list[bool]:
-        """Record success of ``(local id, token, result JSON, result ttl)`` jobs of one queue."""
+    # -- finishing: each builder returns one (script, queue, keys, args) call --------------
+
+    def complete_call(self, queue: str, results: Sequence[Success]) -> Call:
         qk = self.qkeys(queue)
         keys = [qk.meta, qk.leases, qk.succeeded, qk.events, qk.uniques]
         args: list[Any] = [
@@ -143,19 +179,94 @@ class LeaseMixin(EngineBase):
             self.config.result_ttl * 1000,
             self.config.registry_limit,
         ]
-        for local_id, token, result, ttl in results:
-            keys += [qk.job(local_id), qk.done(local_id)]
-            args += [local_id, token, result, "" if ttl is None else int(ttl) * 1000]
-        reply = self.run("complete", queue, keys, args)
+        for item in results:
+            keys += [qk.job(item.local_id), qk.done(item.local_id)]
+            ttl = "" if item.result_ttl is None else int(item.result_ttl) * 1000
+            args += [item.local_id, item.token, item.result, ttl]
+        return ("complete", queue, keys, args)
+
+    def fail_call(self, failure: Failure) -> Call:
+        queue, local_id = split_job_id(failure.job_id)
+        qk = self.qkeys(queue)
+        traceback = failure.traceback
+        if len(traceback) > MAX_TRACEBACK:
+            traceback = traceback[:1000] + "\n[...]\n" + traceback[-(MAX_TRACEBACK - 1000) :]
+        error = codec.dumps(
+            {"c": str(failure.exception_class)[:300], "tb": traceback, "n": failure.attempt},
+            what="error",
+        )
+        delay_ms = -1
+        if failure.retry:
+            delay = self.retry_delay(failure.attempt) if failure.delay is None else failure.delay
+            delay_ms = int(1000 * delay)
+        keys = [qk.meta, qk.leases, qk.scheduled, qk.failed, qk.canceled, qk.events]
+        keys += [qk.uniques, qk.job(local_id), qk.done(local_id)]
+        args = [queue, self.config.events_maxlen, self.config.failed_ttl * 1000]
+        args += [self.config.registry_limit, local_id, failure.token, error, delay_ms]
+        return ("fail", queue, keys, [*args, failure.reason[:1000]])
+
+    def release_call(self, job_id: str, token: str) -> Call:
+        queue, local_id = split_job_id(job_id)
+        qk = self.qkeys(queue)
+        keys = [qk.meta, qk.leases, qk.ready, qk.events, qk.wake, qk.job(local_id)]
+        keys += [qk.canceled, qk.uniques, qk.done(local_id)]
+        args = [queue, self.config.events_maxlen, local_id, token]
+        return (
+            "release",
+            queue,
+            keys,
+            [*args, self.config.failed_ttl * 1000, self.config.registry_limit],
+        )
+
+    def abandon_call(self, job_id: str, token: str, why: str) -> Call:
+        queue, local_id = split_job_id(job_id)
+        qk = self.qkeys(queue)
+        keys = [qk.meta, qk.leases, qk.ready, qk.failed, qk.canceled, qk.events, qk.uniques]
+        keys += [qk.wake, qk.job(local_id), qk.done(local_id)]
+        args = [queue, self.config.events_maxlen, local_id, token, self.config.max_stalls]
+        return (
+            "abandon",
+            queue,
+            keys,
+            [*args, self.config.failed_ttl * 1000, self.config.registry_limit, why],
+        )
+
+    def finish_many(self, successes: Sequence[Success], failures: Sequence[Failure]) -> Finished:
+        """Record many successes and failures in one round trip (the worker's batched ack).
+        Stale tokens are refused one by one, never for the whole batch."""
+        by_queue: dict[str, list[Success]] = {}
+        for item in successes:
+            by_queue.setdefault(item.queue, []).append(item)
+        calls = [self.complete_call(q, items) for q, items in by_queue.items()]
+        calls += [self.fail_call(f) for f in failures]
+        replies = self.run_batch(calls) if calls else []
+        done: dict[str, bool] = {}
+        for items, reply in zip(by_queue.values(), replies, strict=False):
+            for item, status in zip(items, reply, strict=True):
+                done[item.job_id] = bool(int(status))
+        states = {}
+        for failure, reply in zip(failures, replies[len(by_queue) :], strict=True):
+            state = decode(reply)
+            states[failure.job_id] = JobState(state) if state else None
+        return Finished(done, states)
+
+    def complete_many(
+        self, queue: str, results: Sequence[tuple[str, str, bytes, int | None]]
+    ) -> list[bool]:
+        """Record success of ``(local id, token, result JSON, result ttl)`` jobs of one queue."""
+        items = [
+            Success(make_job_id(queue, lid), token, result, ttl)
+            for lid, token, result, ttl in results
+        ]
+        reply = self.run(*self.complete_call(queue, items))
         return [bool(int(s)) for s in reply]
 
     def complete(
         self, job_id: str, token: str, result: Any = None, result_ttl: int | None = None
     ) -> None:
         """Record one job's success. Raises LeaseLost when the token is stale."""
-        queue, local_id = split_job_id(job_id)
-        encoded = codec.dumps(result, what="return value")
-        if not self.complete_many(queue, [(local_id, token, encoded, result_ttl)])[0]:
+        item = Success(job_id, token, codec.dumps(result, what="return value"), result_ttl)
+        if not int(self.run(*self.complete_call(item.queue, [item]))[0]):
             raise LeaseLost(
                 f"Job {job_id!r} is no longer leased with token {token}; "
                 "its result was not recorded."
@@ -180,43 +291,8 @@ class LeaseMixin(EngineBase):
     ) -> JobState:
         """Record a failed attempt; returns the job's new state (scheduled for a retry,
         failed, or canceled). Raises LeaseLost when the token is stale."""
-        queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
-        if len(traceback) > MAX_TRACEBACK:
-            traceback = traceback[:1000] + "\n[...]\n" + traceback[-(MAX_TRACEBACK - 1000) :]
-        error = codec.dumps(
-            {"c": str(exception_class)[:300], "tb": traceback, "n": attempt}, what="error"
-        )
-        delay_ms = -1
-        if retry:
-            delay_ms = int(1000 * (self.retry_delay(attempt) if delay is None else delay))
-        reply = self.run(
-            "fail",
-            queue,
-            [
-                qk.meta,
-                qk.leases,
-                qk.scheduled,
-                qk.failed,
-                qk.canceled,
-                qk.events,
-                qk.uniques,
-                qk.job(local_id),
-                qk.done(local_id),
-            ],
-            [
-                queue,
-                self.config.events_maxlen,
-                self.config.failed_ttl * 1000,
-                self.config.registry_limit,
-                local_id,
-                token,
-                error,
-                delay_ms,
-                reason[:1000],
-            ],
-        )
-        state = decode(reply)
+        failure = Failure(job_id, token, exception_class, traceback, attempt, retry, delay, reason)
+        state = decode(self.run(*self.fail_call(failure)))
         if not state:
             raise LeaseLost(
                 f"Job {job_id!r} is no longer leased with token {token}; "
@@ -227,33 +303,15 @@ class LeaseMixin(EngineBase):
     def release(self, job_id: str, token: str) -> JobState:
         """Give a running job back to the queue, attempt not counted (graceful shutdown).
         Returns QUEUED, or CANCELED when its cancel was requested."""
-        queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
-        state = decode(
-            self.run(
-                "release",
-                queue,
-                [
-                    qk.meta,
-                    qk.leases,
-                    qk.ready,
-                    qk.events,
-                    qk.wake,
-                    qk.job(local_id),
-                    qk.canceled,
-                    qk.uniques,
-                    qk.done(local_id),
-                ],
-                [
-                    queue,
-                    self.config.events_maxlen,
-                    local_id,
-                    token,
-                    self.config.failed_ttl * 1000,
-                    self.config.registry_limit,
-                ],
-            )
-        )
+        state = decode(self.run(*self.release_call(job_id, token)))
+        if not state:
+            raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
+        return JobState(state)
+
+    def abandon(self, job_id: str, token: str, why: str = "its process died") -> JobState:
+        """The process running the job died: count a stall now (requeue, or dead-letter at
+        the stall limit) instead of waiting for the lease to expire."""
+        state = decode(self.run(*self.abandon_call(job_id, token, why)))
         if not state:
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
         return JobState(state)

@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "complete",
     "fail",
     "release",
+    "abandon",
     "reap",
     "cancel",
     "retry",

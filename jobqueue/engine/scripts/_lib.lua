@@ -109,3 +109,41 @@ local function holds_lease(jkey, token)
   local ok, r = pcall(redis.call, 'HMGET', jkey, 'state', 'token')
   return ok and r[1] == 'running' and r[2] == token
 end
+
+-- A running job lost its worker (lease expired, or its process died): count a stall, then
+-- cancel it (cancel requested), dead-letter it (stall limit reached) or put it back at the
+-- front of its priority. The caller has removed it from the leases set. `k` carries the keys
+-- and options. Returns the new state.
+local function stall(jkey, lid, now, k)
+  local stalls = (tonumber(redis.call('HGET', jkey, 'stalls')) or 0) + 1
+  local changes = {'stalls', stalls}
+  local state
+  if redis.call('HGET', jkey, 'cancel') == '1' then
+    state = 'canceled'
+  elseif stalls >= k.max_stalls then
+    state = 'failed'
+    changes[#changes + 1] = 'reason'
+    changes[#changes + 1] = 'stalled ' .. stalls .. ' times (' .. k.why ..
+      '); dead-lettered'
+  else
+    state = 'queued'
+    redis.call('ZADD', k.ready, front_score(redis.call('HGET', jkey, 'prio')), lid)
+    redis.call('LPUSH', k.wake, '1')
+    redis.call('LTRIM', k.wake, 0, 99)
+  end
+  if state ~= 'queued' then
+    changes[#changes + 1] = 'ended'; changes[#changes + 1] = now
+  end
+  redis.call('HSET', jkey, 'state', state, unpack(changes))
+  redis.call('HDEL', jkey, 'lease', 'token')
+  local v = bump_version(jkey)
+  if state ~= 'queued' then
+    redis.call('HDEL', jkey, 'cancel')
+    release_unique(k.uniques, jkey, lid)
+    notify_waiters(jkey, k.done)
+    redis.call('PEXPIRE', jkey, k.ttl)
+    add_to_registry(state == 'failed' and k.failed or k.canceled, lid, now, k.ttl, k.limit)
+  end
+  emit(k.events, k.maxlen, k.queue, lid, state, v, now, changes)
+  return state
+end

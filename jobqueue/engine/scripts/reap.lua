@@ -3,7 +3,8 @@
 -- Each such job counts a stall. Below the stall limit it goes back to the front of its
 -- priority in the ready set, and its old fence token stops being valid (its state is no longer
 -- running, and the next claim issues a new token). At the limit it is dead-lettered: failed,
--- with the reason. A job whose cancel was requested is canceled instead. Any live worker may call this; it is safe to call concurrently.
+-- with the reason. A job whose cancel was requested is canceled instead. Any live worker
+-- may call this; it is safe to call concurrently. The shared logic is stall() in _lib.lua.
 -- Job keys are derived from the ids found in the leases set (ARGV[4], ARGV[5] prefixes).
 --
 -- KEYS[1]  meta   KEYS[2] leases   KEYS[3] ready   KEYS[4] failed registry   KEYS[5] events
@@ -20,46 +21,21 @@ local queue, maxlen, prefix, done_prefix = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max_stalls, batch = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ttl, limit = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
-local requeued, dead = {}, {}
+local requeued, ended = {}, {}
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now, 'LIMIT', 0, batch)
+local k = {queue = queue, maxlen = maxlen, max_stalls = max_stalls, ttl = ttl, limit = limit,
+  why = 'the lease expired (the worker died or hung)', ready = ready, failed = failed,
+  canceled = canceled, events = events, uniques = uniques, wake = wake}
 for _, lid in ipairs(expired) do
   local jkey = prefix .. lid
   redis.call('ZREM', leases, lid)
   if job_state(jkey) == 'running' then
-    local stalls = (tonumber(redis.call('HGET', jkey, 'stalls')) or 0) + 1
-    local changes = {'stalls', stalls}
-    local state
-    if redis.call('HGET', jkey, 'cancel') == '1' then
-      state = 'canceled'
-      changes[#changes + 1] = 'ended'; changes[#changes + 1] = now
-      dead[#dead + 1] = lid
-    elseif stalls >= max_stalls then
-      state = 'failed'
-      local reason = 'stalled: the lease expired ' .. stalls ..
-        ' times (the worker died or hung each time); dead-lettered'
-      changes[#changes + 1] = 'reason'; changes[#changes + 1] = reason
-      changes[#changes + 1] = 'ended'; changes[#changes + 1] = now
-      dead[#dead + 1] = lid
-    else
-      state = 'queued'
-      redis.call('ZADD', ready, front_score(redis.call('HGET', jkey, 'prio')), lid)
+    k.done = done_prefix .. lid
+    if stall(jkey, lid, now, k) == 'queued' then
       requeued[#requeued + 1] = lid
+    else
+      ended[#ended + 1] = lid
     end
-    redis.call('HSET', jkey, 'state', state, unpack(changes))
-    redis.call('HDEL', jkey, 'lease', 'token')
-    local v = bump_version(jkey)
-    if state ~= 'queued' then
-      redis.call('HDEL', jkey, 'cancel')
-      release_unique(uniques, jkey, lid)
-      notify_waiters(jkey, done_prefix .. lid)
-      redis.call('PEXPIRE', jkey, ttl)
-      add_to_registry(state == 'failed' and failed or canceled, lid, now, ttl, limit)
-    end
-    emit(events, maxlen, queue, lid, state, v, now, changes)
   end
 end
-if #requeued > 0 then
-  for _ = 1, #requeued do redis.call('LPUSH', wake, '1') end
-  redis.call('LTRIM', wake, 0, 99)
-end
-return {requeued, dead}
+return {requeued, ended}

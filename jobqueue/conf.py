@@ -120,6 +120,14 @@ OPTIONS: dict[str, Option] = {
         _positive_number(integer=True),
         "Lease expiries a job may cause before it is dead-lettered.",
     ),
+    "RETRY_BACKOFF": Option(
+        1.0,
+        _positive_number(),
+        "Seconds before the first retry; doubled for each later attempt, with jitter.",
+    ),
+    "RETRY_BACKOFF_MAX": Option(
+        3600.0, _positive_number(), "Longest delay between two attempts, in seconds."
+    ),
     "TASK_MODULES": Option(
         (),
         _check_str_list,
@@ -209,6 +217,8 @@ def engine_config() -> Any:
         registry_limit=int(s.REGISTRY_LIMIT),
         events_maxlen=int(s.EVENTS_MAXLEN),
         max_stalls=int(s.MAX_STALLS),
+        backoff_base=float(s.RETRY_BACKOFF),
+        backoff_max=float(s.RETRY_BACKOFF_MAX),
     )
 
 

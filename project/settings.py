@@ -106,6 +106,14 @@ JOBQUEUE = {
     "PREFIX": os.environ.get("JOBQUEUE_PREFIX", "jq"),
 }
 
+TASKS = {
+    "default": {
+        "BACKEND": "jobqueue.backends.RedisBackend",
+        "QUEUES": ["default", "emails", "reports"],
+        "OPTIONS": {},
+    }
+}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -139,3 +139,38 @@ def engine(engine_config, registry):
     client = redis.Redis.from_url(REDIS_URL)
     yield Engine(client, engine_config, registry)
     client.close()
+
+
+# -- worker processes ----------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_env(keyspace: KeySpace, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "JOBQUEUE_REDIS_URL": keyspace.url,
+        "JOBQUEUE_PREFIX": keyspace.prefix,
+        "PYTHONWARNINGS": "error",
+        **extra,
+    }
+
+
+@pytest.fixture
+def run_worker(keyspace):
+    """Run ``manage.py runworker ARGS`` to completion (use --burst) and return the result."""
+    import subprocess
+    import sys
+
+    def run(*args: str, timeout: float = 60, command: str = "runworker", **env: str):
+        return subprocess.run(
+            [sys.executable, "manage.py", command, *args],
+            cwd=ROOT,
+            env=worker_env(keyspace, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

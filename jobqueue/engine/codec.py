@@ -35,6 +35,11 @@ else:  # pragma: no cover
     JSONDecodeError = json.JSONDecodeError
 
 
+def encode(value: Any) -> bytes:
+    """Encode jobqueue's own data (messages between its processes): no checks."""
+    return _dumps(value)
+
+
 def dumps(value: Any, *, what: str = "value") -> bytes:
     """Encode ``value`` as JSON; raise InvalidJob naming ``what`` if it is not JSON data."""
     try:

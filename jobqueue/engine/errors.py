@@ -60,3 +60,15 @@ class CorruptJob(JobqueueError):
 
 class WaitTimeout(JobqueueError, TimeoutError):
     """``wait()`` gave up before the job finished."""
+
+
+class JobTimeout(JobqueueError):
+    """A job ran longer than its timeout and was stopped."""
+
+
+class JobCanceled(JobqueueError):
+    """A running job was stopped because its cancel was requested."""
+
+
+class JobStalled(JobqueueError):
+    """A job's worker died or hung (its lease expired) too many times: dead-lettered."""

@@ -131,9 +131,19 @@ class Job:
     @classmethod
     def from_redis(cls, queue: str, local_id: str, raw: dict[bytes, bytes]) -> Job:
         """Build a Job from HGETALL output. Raises CorruptJob when the data is malformed."""
+        try:
+            fields = {k.decode(): v.decode() for k, v in raw.items()}
+        except UnicodeDecodeError as exc:
+            raise CorruptJob(
+                f"Job {make_job_id(queue, local_id)!r} holds bytes that are not text: {exc}."
+            ) from exc
+        return cls.from_fields(queue, local_id, fields)
+
+    @classmethod
+    def from_fields(cls, queue: str, local_id: str, h: dict[str, str]) -> Job:
+        """Build a Job from its hash fields as text. Raises CorruptJob when malformed."""
         job_id = make_job_id(queue, local_id)
         try:
-            h = {k.decode(): v.decode() for k, v in raw.items()}
             state = JobState(h["state"])
             errors = (
                 tuple(

@@ -30,6 +30,7 @@ class Claimed:
     deadline_ms: int
     job: Job | None
     error: CorruptJob | None = None
+    fields: dict[str, str] | None = None  # the job hash as text, to hand to another process
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +114,17 @@ class LeaseMixin(EngineBase):
             local_id = decode(local_raw)
             job: Job | None = None
             error: CorruptJob | None = None
+            text: dict[str, str] | None = None
             try:
-                job = Job.from_redis(queue, local_id, pairs_to_dict(fields))
+                text = {k.decode(): v.decode() for k, v in pairs_to_dict(fields).items()}
+                job = Job.from_fields(queue, local_id, text)
+            except UnicodeDecodeError as exc:
+                error = CorruptJob(f"Job {queue}:{local_id} holds bytes that are not text: {exc}.")
             except CorruptJob as exc:
                 error = exc
+            job_id = make_job_id(queue, local_id)
             claimed.append(
-                Claimed(
-                    make_job_id(queue, local_id),
-                    queue,
-                    local_id,
-                    decode(token),
-                    int(deadline),
-                    job,
-                    error,
-                )
+                Claimed(job_id, queue, local_id, decode(token), int(deadline), job, error, text)
             )
         return ClaimBatch(int(reply[0]), next_due if next_due >= 0 else None, claimed)
 

@@ -123,6 +123,10 @@ class ProducerMixin(EngineBase):
                     jobs[index] = self.get(make_job_id(queue, decode(local_id)))
         return [job for job in jobs if job is not None]
 
+    def validate(self, spec: JobSpec) -> None:
+        """Raise InvalidJob (or UnknownTask) if ``spec`` could not be enqueued."""
+        self._prepare(spec)
+
     def _prepare(self, spec: JobSpec) -> _Prepared:
         if not isinstance(spec.task, str) or spec.task not in self.registry:
             self.registry.get(spec.task)  # raises UnknownTask with the full sentence

@@ -1,0 +1,299 @@
+"""jobqueue as a backend of Django's task framework.
+
+::
+
+    TASKS = {
+        "default": {
+            "BACKEND": "jobqueue.backends.RedisBackend",
+            "QUEUES": ["default", "emails"],
+            "OPTIONS": {"max_attempts": 3, "enqueue_on_commit": True},
+        }
+    }
+
+On Django 6 the base class is ``django.tasks.backends.base.BaseTaskBackend``; on Django 5.2 it
+is the ``django_tasks`` backport's. Both are imported through :mod:`jobqueue.compat`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.db import transaction
+from django.utils import timezone
+
+from . import compat
+from .compat import InvalidTask, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
+from .conf import get_engine
+from .engine import CorruptJob, InvalidJob, Job, JobNotFound, JobSpec, JobState, default_registry
+from .engine.job import QUEUE_NAME_RE, make_job_id, new_local_id
+
+# The one mapping of jobqueue's states onto Django's statuses.
+STATUS = {
+    JobState.SCHEDULED: TaskResultStatus.READY,
+    JobState.QUEUED: TaskResultStatus.READY,
+    JobState.RUNNING: TaskResultStatus.RUNNING,
+    JobState.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+    JobState.FAILED: TaskResultStatus.FAILED,
+    JobState.CANCELED: TaskResultStatus.FAILED,
+}
+
+# Backend OPTIONS: name -> (check, description).
+BACKEND_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_attempts": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000,
+        "a whole number from 1 to 1000",
+    ),
+    "timeout": (
+        lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0),
+        "a positive number of seconds, or None",
+    ),
+    "result_ttl": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+        "a positive whole number of seconds, or None",
+    ),
+    "enqueue_on_commit": (lambda v: isinstance(v, bool), "True or False"),
+}
+TASK_OPTIONS = ("max_attempts", "timeout", "unique_key", "result_ttl", "enqueue_on_commit")
+
+
+def _check_task_option(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if name == "unique_key":
+        if not (callable(value) or (isinstance(value, str) and value)):
+            raise InvalidTask(
+                f"unique_key must be a non-empty string or a callable, not {value!r}."
+            )
+        return
+    check, description = BACKEND_OPTIONS[name]
+    if not check(value):
+        raise InvalidTask(f"{name} must be {description}, not {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JobqueueTask(compat.Task):  # type: ignore[misc,type-arg]
+    """Django's Task plus jobqueue's options, accepted by ``@task(...)`` and ``.using(...)``.
+
+    ``unique_key`` is a string, or a callable receiving the task's arguments and returning
+    one: while a job with that key is scheduled, queued or running, enqueueing again returns
+    that job instead of a new one.
+    """
+
+    max_attempts: int | None = None
+    timeout: float | None = None
+    unique_key: str | Callable[..., str] | None = None
+    result_ttl: int | None = None
+    enqueue_on_commit: bool | None = None
+
+    def __post_init__(self) -> None:
+        compat.Task.__post_init__(self)
+        # The worker finds tasks by name in this registry, and nowhere else.
+        if self.module_path not in default_registry:
+            default_registry.register(self.module_path, self)
+
+    def using(  # type: ignore[override]
+        self,
+        *,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        run_after: datetime | None = None,
+        backend: str | None = None,
+        **options: Any,
+    ) -> JobqueueTask:
+        unknown = set(options) - set(TASK_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"using() got unknown option(s) {sorted(unknown)}; jobqueue's task options are "
+                f"{', '.join(TASK_OPTIONS)}."
+            )
+        task: Any = compat.Task.using(
+            self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+        )
+        return dataclasses.replace(task, **options) if options else task  # type: ignore[no-any-return]
+
+
+class RedisBackend(compat.BaseTaskBackend):
+    """Django tasks on jobqueue: Redis-backed, leased, fenced, retried, visible in the admin."""
+
+    task_class = JobqueueTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict) -> None:
+        super().__init__(alias, params)
+        self.queue_order: list[str] = list(params.get("QUEUES", ["default"]))
+
+    # -- validation and checks ----------------------------------------------------------
+
+    def validate_task(self, task: Any) -> None:
+        super().validate_task(task)
+        for name in TASK_OPTIONS:
+            _check_task_option(name, getattr(task, name, None))
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = list(super().check(**kwargs))
+        where = f"TASKS[{self.alias!r}]"
+        if not apps.is_installed("jobqueue"):
+            messages.append(
+                checks.Error(
+                    f"{where} uses jobqueue.backends.RedisBackend but 'jobqueue' is not in "
+                    "INSTALLED_APPS.",
+                    hint="Add 'jobqueue' to INSTALLED_APPS (above 'channels').",
+                    id="jobqueue.E010",
+                )
+            )
+        options = self.options if isinstance(self.options, Mapping) else None
+        if options is None:
+            messages.append(
+                checks.Error(
+                    f"{where}['OPTIONS'] must be a dict, not {self.options!r}.", id="jobqueue.E011"
+                )
+            )
+        for name, value in (options or {}).items():
+            if name not in BACKEND_OPTIONS:
+                problem = f"is not an option of RedisBackend; known: {', '.join(BACKEND_OPTIONS)}"
+            elif not BACKEND_OPTIONS[name][0](value):
+                problem = f"= {value!r} is invalid: it must be {BACKEND_OPTIONS[name][1]}"
+            else:
+                continue
+            messages.append(
+                checks.Error(f"{where}['OPTIONS'][{name!r}] {problem}.", id="jobqueue.E011")
+            )
+        for queue in self.queue_order:
+            if not isinstance(queue, str) or not QUEUE_NAME_RE.match(queue):
+                messages.append(
+                    checks.Error(
+                        f"{where}['QUEUES'] has an invalid queue name {queue!r}.",
+                        hint="Use 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'.",
+                        id="jobqueue.E012",
+                    )
+                )
+        return messages
+
+    def option(self, task: Any, name: str) -> Any:
+        value = getattr(task, name, None)
+        return self.options.get(name) if value is None else value
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def spec(self, task: Any, args: Any, kwargs: Any, job_id: str | None = None) -> JobSpec:
+        run_after = task.run_after
+        if run_after is not None and timezone.is_naive(run_after) and not settings.USE_TZ:
+            run_after = timezone.make_aware(run_after)
+        unique = task.unique_key
+        if callable(unique):
+            unique = unique(*args, **kwargs)
+        return JobSpec(
+            task=task.module_path,
+            args=list(args),
+            kwargs=dict(kwargs),
+            queue=task.queue_name,
+            priority=task.priority,
+            run_after=run_after,
+            max_attempts=self.option(task, "max_attempts") or 1,
+            timeout=self.option(task, "timeout"),
+            result_ttl=self.option(task, "result_ttl"),
+            unique_key=unique,
+            job_id=job_id,
+        )
+
+    def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
+        self.validate_task(task)
+        engine = get_engine()
+        if self.option(task, "enqueue_on_commit"):
+            spec = self.spec(task, args, kwargs, make_job_id(task.queue_name, new_local_id()))
+            engine.validate(spec)  # bad input fails now, not at commit
+            transaction.on_commit(lambda: self._enqueue_spec(task, spec))
+            return self._pending_result(task, spec)
+        return self._enqueue_spec(task, self.spec(task, args, kwargs))
+
+    def _enqueue_spec(self, task: Any, spec: JobSpec) -> Any:
+        job = get_engine().enqueue_many([spec])[0]
+        result = self.to_result(job, task if job.task == task.module_path else None)
+        compat.task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def _pending_result(self, task: Any, spec: JobSpec) -> Any:
+        """The result of an enqueue that waits for the transaction to commit."""
+        return TaskResult(
+            task=task,
+            id=str(spec.job_id),
+            status=TaskResultStatus.READY,
+            enqueued_at=None,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=list(spec.args),
+            kwargs=dict(spec.kwargs),
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+
+    # -- results --------------------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> Any:
+        try:
+            job = get_engine().get(result_id)
+        except (JobNotFound, InvalidJob) as exc:
+            raise TaskResultDoesNotExist(str(exc)) from exc
+        return self.to_result(job)
+
+    def task_for(self, name: str) -> Any:
+        """The Task registered under ``name``, discovering tasks modules once if needed."""
+        target = default_registry.get(name) if name in default_registry else None
+        if target is None:
+            from .discovery import autodiscover
+
+            autodiscover()
+            target = default_registry.get(name) if name in default_registry else None
+        if not isinstance(target, compat.Task):
+            raise TaskResultDoesNotExist(
+                f"The job's task {name!r} is not a registered task in this process."
+            )
+        return target
+
+    def to_result(self, job: Job, task: Any = None) -> Any:
+        """The TaskResult of a job, in one table: statuses, times, errors, attempts."""
+        status = STATUS[job.state]
+        errors = [
+            TaskError(exception_class_path=e.exception_class, traceback=e.traceback)
+            for e in job.errors
+        ]
+        if (
+            status == TaskResultStatus.FAILED
+            and job.reason
+            and (job.state is JobState.CANCELED or not errors or "stalled" in job.reason)
+        ):
+            kind = "JobCanceled" if job.state is JobState.CANCELED else "JobStalled"
+            errors.append(
+                TaskError(exception_class_path=f"jobqueue.exceptions.{kind}", traceback=job.reason)
+            )
+        result: Any = TaskResult(
+            task=task or self.task_for(job.task),
+            id=job.id,
+            status=status,
+            enqueued_at=job.enqueued_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            last_attempted_at=job.last_attempted_at,
+            args=job.args,
+            kwargs=job.kwargs,
+            backend=self.alias,
+            errors=errors,
+            worker_ids=list(job.worker_ids),
+        )
+        if status == TaskResultStatus.SUCCESSFUL:
+            try:
+                object.__setattr__(result, "_return_value", job.result)
+            except ValueError as exc:
+                raise CorruptJob(f"Job {job.id!r} has a result that is not JSON: {exc}") from exc
+        return result

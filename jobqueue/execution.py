@@ -1,0 +1,161 @@
+"""Running one job, inside a worker's child process.
+
+The task is looked up by name in the registry (never imported from the name), called with its
+JSON arguments (coroutines on an event loop), and its outcome returned as a small dict for the
+supervising parent to record. Django's ``task_started`` / ``task_finished`` signals are sent from
+here, the process where the task runs; database connections are closed around each job as
+Django's request cycle does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import signal
+import time
+import traceback
+from typing import Any
+
+from django.db import close_old_connections
+
+from . import compat
+from .conf import get_engine
+from .engine import CorruptJob, Job, JobCanceled, JobTimeout, UnknownTask, codec, default_registry
+from .engine.job import JobState
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JobContext(compat.TaskContext):  # type: ignore[misc]
+    """The ``context`` a ``takes_context`` task receives: Django's TaskContext plus the job's
+    id, its fence token (to fence side effects) and :meth:`set_progress`."""
+
+    job_id: str
+    token: str
+
+    def set_progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Record progress, shown live in the admin. Raises LeaseLost if the job was reclaimed."""
+        get_engine().progress(self.job_id, self.token, done, total, message)
+
+
+class _Running:
+    """What the child is running now; the SIGALRM / SIGUSR1 handlers read it."""
+
+    active = False
+    timeout: float | None = None
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _Running.active:
+        raise JobTimeout(f"The job ran longer than its timeout of {_Running.timeout} seconds.")
+
+
+def _on_cancel(signum: int, frame: Any) -> None:
+    if _Running.active:
+        raise JobCanceled("The job was stopped because its cancel was requested.")
+
+
+def install_handlers() -> None:
+    """Soft timeout (SIGALRM) and cancel (SIGUSR1) interrupt the running job's code."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGUSR1, _on_cancel)
+
+
+def class_path(exc: BaseException) -> str:
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def failure(job_id: str, exc_class: str, text: str, *, retry: bool, started: float) -> dict:
+    return {
+        "id": job_id,
+        "ok": False,
+        "exc": exc_class,
+        "tb": text,
+        "retry": retry,
+        "dur": time.monotonic() - started,
+    }
+
+
+def execute(job_id: str, token: str, job: Job | None, error: CorruptJob | None) -> dict:
+    """Run one claimed job; returns the outcome message for the parent."""
+    started = time.monotonic()
+    if job is None:
+        return failure(
+            job_id, class_path(error or CorruptJob()), str(error), retry=False, started=started
+        )
+    try:
+        target = default_registry.get(job.task)
+    except UnknownTask as exc:
+        return failure(job_id, class_path(exc), str(exc), retry=False, started=started)
+    if isinstance(target, compat.Task):
+        return _run_django_task(target, job, token, started)
+    return _run(target, job.args, job.kwargs, job, started)
+
+
+def _run_django_task(task: Any, job: Job, token: str, started: float) -> dict:
+    backend = task.get_backend()
+    running = dataclasses.replace(job, state=JobState.RUNNING)
+    task_result = backend.to_result(running, task)
+    compat.task_started.send(sender=type(backend), task_result=task_result)
+    args = list(job.args)
+    if task.takes_context:
+        args.insert(0, JobContext(task_result=task_result, job_id=job.id, token=token))
+    outcome = _run(task.func, args, job.kwargs, job, started, task_result, backend)
+    if outcome["ok"]:
+        _finish(task_result, compat.TaskResultStatus.SUCCESSFUL, codec.loads(outcome["result"]))
+        compat.task_finished.send(sender=type(backend), task_result=task_result)
+    return outcome
+
+
+def _finish(task_result: Any, status: Any, value: Any = None) -> None:
+    object.__setattr__(task_result, "status", status)
+    object.__setattr__(task_result, "finished_at", _now())
+    if status == compat.TaskResultStatus.SUCCESSFUL:
+        object.__setattr__(task_result, "_return_value", value)
+
+
+def _now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _run(
+    func: Any,
+    args: list,
+    kwargs: dict,
+    job: Job,
+    started: float,
+    task_result: Any = None,
+    backend: Any = None,
+) -> dict:
+    close_old_connections()
+    _Running.timeout = job.timeout
+    try:
+        _Running.active = True
+        if job.timeout:
+            signal.setitimer(signal.ITIMER_REAL, job.timeout)
+        if inspect.iscoroutinefunction(func):
+            value = asyncio.run(func(*args, **kwargs))
+        else:
+            value = func(*args, **kwargs)
+        _Running.active = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        result = codec.dumps(value, what="return value")
+    except BaseException as exc:
+        _Running.active = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        text = "".join(traceback.format_exception(exc))
+        retry = not isinstance(exc, JobCanceled)
+        if task_result is not None:
+            task_result.errors.append(
+                compat.TaskError(exception_class_path=class_path(exc), traceback=text)
+            )
+            _finish(task_result, compat.TaskResultStatus.FAILED)
+            compat.task_finished.send(sender=type(backend), task_result=task_result)
+        return failure(job.id, class_path(exc), text, retry=retry, started=started)
+    finally:
+        _Running.active = False
+        close_old_connections()
+    return {"id": job.id, "ok": True, "result": result.decode(), "dur": time.monotonic() - started}

@@ -1,0 +1,164 @@
+"""``manage.py runworker [QUEUE ...]``: run jobs from the named queues (all configured queues
+when none are named; the order given is the order of precedence)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from jobqueue.conf import get_engine, jobqueue_settings
+from jobqueue.engine import JobqueueError
+from jobqueue.engine.job import QUEUE_NAME_RE
+from jobqueue.worker import Worker, WorkerOptions
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
+LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def configured_queues() -> list[str]:
+    """Every queue of every jobqueue backend in settings.TASKS, in order."""
+    from django.conf import settings
+
+    queues: list[str] = []
+    for params in getattr(settings, "TASKS", {}).values():
+        if params.get("BACKEND") == "jobqueue.backends.RedisBackend":
+            for queue in params.get("QUEUES", ["default"]):
+                if queue not in queues:
+                    queues.append(queue)
+    return queues
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise CommandError(f"{value!r} is not a whole number.") from None
+    if number < 1:
+        raise CommandError(f"{value!r} must be 1 or more.")
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Run jobqueue jobs. Queues are taken in the order given (all configured queues when "
+        "none are named). SIGTERM/SIGINT: finish running jobs (up to --shutdown-timeout), give "
+        "the rest back, exit; a second signal exits at once."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("queues", nargs="*", metavar="QUEUE")
+        parser.add_argument(
+            "--concurrency",
+            "-c",
+            default=None,
+            help="Child processes running jobs (default: number of CPUs).",
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Run every ready job, then exit 0 when nothing is ready.",
+        )
+        parser.add_argument("--max-jobs", default=None, help="Exit after running N jobs.")
+        parser.add_argument(
+            "--name", default=None, help="Worker name (default: <hostname>.<pid>)."
+        )
+        parser.add_argument(
+            "--prefetch",
+            default="2",
+            help="Jobs each child holds: the running one and the next (default 2).",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            default="30",
+            help="Seconds to let running jobs finish on SIGTERM (default 30).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker_options = self.worker_options(options)
+        level = LEVELS.get(options["verbosity"], logging.DEBUG)
+        logger = logging.getLogger("jobqueue")
+        logger.setLevel(level)
+        if not logger.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+            )
+            logger.addHandler(handler)
+        from jobqueue.discovery import autodiscover
+
+        try:
+            autodiscover()
+        except ImportError as exc:
+            raise CommandError(f"A tasks module could not be imported: {exc}") from exc
+        engine = get_engine()
+        try:
+            engine.client.ping()
+            for queue in worker_options.queues:
+                engine.epoch(queue)
+        except Exception as exc:
+            raise CommandError(
+                f"Redis at {jobqueue_settings.REDIS_URL!r} cannot be used: {exc}. Start Redis or "
+                "fix JOBQUEUE['REDIS_URL']."
+            ) from exc
+        try:
+            code = Worker(engine, worker_options).run()
+        except JobqueueError as exc:
+            raise CommandError(str(exc)) from exc
+        if code:
+            raise SystemExit(code)
+
+    def worker_options(self, options: dict) -> WorkerOptions:
+        known = configured_queues()
+        queues = options["queues"] or known
+        if not queues:
+            raise CommandError(
+                "No queue to work on: name queues on the command line, or configure a "
+                "jobqueue.backends.RedisBackend in settings.TASKS."
+            )
+        for queue in queues:
+            if not QUEUE_NAME_RE.match(queue):
+                raise CommandError(
+                    f"Queue name {queue!r} is invalid: use 1 to 64 characters from A-Z, a-z, "
+                    "0-9, '_', '.', '-'."
+                )
+            if known and queue not in known:
+                raise CommandError(
+                    f"Queue {queue!r} is not configured; configured queues: {', '.join(known)}."
+                )
+        if len(set(queues)) != len(queues):
+            raise CommandError(f"A queue is named twice in {' '.join(queues)!r}.")
+        concurrency = (
+            positive_int(options["concurrency"])
+            if options["concurrency"]
+            else (os.cpu_count() or 1)
+        )
+        max_jobs = positive_int(options["max_jobs"]) if options["max_jobs"] else None
+        prefetch = positive_int(options["prefetch"])
+        try:
+            shutdown = float(options["shutdown_timeout"])
+        except ValueError:
+            raise CommandError(
+                f"--shutdown-timeout {options['shutdown_timeout']!r} is not a number of seconds."
+            ) from None
+        if not shutdown >= 0:
+            raise CommandError(f"--shutdown-timeout {shutdown} must be zero or more.")
+        name = options["name"] or f"{socket.gethostname()}.{os.getpid()}"
+        if not NAME_RE.match(name):
+            raise CommandError(
+                f"--name {name!r} is invalid: use 1 to 100 characters from A-Z, a-z, 0-9, "
+                "'_', '.', ':', '@', '-' (no spaces)."
+            )
+        return WorkerOptions(
+            tuple(queues),
+            concurrency,
+            name,
+            burst=options["burst"],
+            max_jobs=max_jobs,
+            prefetch=prefetch,
+            shutdown_timeout=shutdown,
+        )

@@ -1,0 +1,451 @@
+"""The worker: a single-threaded supervising parent and its child processes.
+
+The parent claims jobs in batches (prefetch), sends them to its children over pipes, records
+their outcomes in batches (one round trip for many acks), renews the leases of every job its
+children hold, reaps expired leases of dead workers, stops jobs past their timeout, and fences
+itself: a job whose lease it can no longer renew is killed before the lease ends, so two
+attempts of one job never overlap. It never blocks on Redis except in a select() it can leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from .engine import ConnectionFailed, Engine, JobqueueError, JobState
+from .engine.lease import Failure, Success
+from .worker_pool import Child, InFlight, Pool
+from .worker_wake import WakeListener
+
+logger = logging.getLogger("jobqueue.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    queues: tuple[str, ...]
+    concurrency: int
+    name: str
+    burst: bool = False
+    max_jobs: int | None = None
+    prefetch: int = 2  # jobs held per child: the running one and the next
+    shutdown_timeout: float = 30.0
+    idle_poll: float = 1.0  # claim at least this often when idle (promotes due jobs)
+    burst_wait: float = 1.0  # in burst mode, also wait for jobs due this soon
+    timeout_grace: float = 1.0  # hard kill this long after a job's soft timeout
+
+
+class Worker:
+    def __init__(self, engine: Engine, options: WorkerOptions) -> None:
+        self.engine = engine
+        self.options = options
+        lease = engine.config.lease_seconds
+        self.lease = lease
+        self.renew_every = lease / 3
+        self.reap_every = min(lease / 2, 5.0)
+        self.fence_margin = min(2.0, lease / 4)
+        self.listener = WakeListener(
+            engine.client, [engine.qkeys(q).wake for q in options.queues], options.idle_poll
+        )
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.pool = Pool(
+            options.concurrency, parent_fds=[self.wake_r.fileno(), self.wake_w.fileno()]
+        )
+        self.successes: list[Success] = []
+        self.failures: list[Failure] = []
+        self.releases: list[InFlight] = []
+        self.abandons: list[tuple[InFlight, str]] = []
+        self.claimed_total = self.succeeded = self.failed = 0
+        self.maybe_ready = True
+        self.next_claim = 0.0  # not before (backoff after a Redis error)
+        self.next_due: float | None = None  # monotonic time the next scheduled job is due
+        self.next_renew = self.next_reap = 0.0
+        self.signals = 0
+        self.stopping_since: float | None = None
+        self.exit_code = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        self.pool.start()
+        logger.info(
+            "worker_started name=%s queues=%s concurrency=%d pid=%d",
+            self.options.name,
+            ",".join(self.options.queues),
+            self.options.concurrency,
+            os.getpid(),
+        )
+        try:
+            while not self._finished():
+                self._claim()
+                self._wait()
+                self._flush()
+                self._housekeeping()
+        finally:
+            self._shutdown()
+        logger.info(
+            "worker_stopped name=%s succeeded=%d failed=%d",
+            self.options.name,
+            self.succeeded,
+            self.failed,
+        )
+        return self.exit_code
+
+    def _install_signals(self) -> None:
+        self.wake_w.setblocking(False)
+        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        if self.signals >= 2:  # second signal: stop at once; leases expire, jobs are reaped
+            for child in list(self.pool.children.values()):
+                child.signal(signal.SIGKILL)
+            os._exit(1)
+        logger.info(
+            "worker_stopping name=%s signal=%d shutdown_timeout=%s",
+            self.options.name,
+            signum,
+            self.options.shutdown_timeout,
+        )
+
+    def _in_flight(self) -> list[InFlight]:
+        return self.pool.in_flight()
+
+    def _pending(self) -> bool:
+        return bool(self.successes or self.failures or self.releases or self.abandons)
+
+    def _finished(self) -> bool:
+        busy = bool(self._in_flight()) or self._pending()
+        if self.signals:
+            if self.stopping_since is None:
+                self.stopping_since = time.monotonic()
+                for child in self.pool.children.values():
+                    child.signal(signal.SIGUSR2)  # start nothing new
+            if not busy:
+                return True
+            if time.monotonic() - self.stopping_since > self.options.shutdown_timeout:
+                self._release_everything()
+                return True
+            return False
+        if busy:
+            return False
+        if self.options.max_jobs is not None and self.claimed_total >= self.options.max_jobs:
+            return True
+        if self.options.burst and not self.maybe_ready:
+            due_soon = (
+                self.next_due is not None
+                and self.next_due - time.monotonic() < self.options.burst_wait
+            )
+            return not due_soon
+        return False
+
+    def _release_everything(self) -> None:
+        """Shutdown timeout: kill the children, give their jobs back (attempt not counted)."""
+        for child in list(self.pool.children.values()):
+            self.releases.extend(self.pool.kill(child))
+        self._flush()
+
+    def _shutdown(self) -> None:
+        self.listener.close()
+        self.pool.stop_all()
+        signal.set_wakeup_fd(-1)
+        self.wake_r.close()
+        self.wake_w.close()
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def _capacity(self) -> int:
+        if self.signals:
+            return 0
+        free = sum(self.options.prefetch - len(c.jobs) for c in self.pool.children.values())
+        if self.options.max_jobs is not None:
+            free = min(free, self.options.max_jobs - self.claimed_total)
+        return max(free, 0)
+
+    def _claim(self) -> None:
+        free = self._capacity()
+        now = time.monotonic()
+        if self.next_due is not None and now >= self.next_due:
+            self.maybe_ready, self.next_due = True, None
+        if free <= 0 or not self.maybe_ready or now < self.next_claim:
+            return
+        self.next_due = None
+        for queue in self.options.queues:
+            started = time.monotonic()
+            try:
+                batch = self.engine.claim(queue, self.options.name, count=free)
+            except ConnectionFailed as exc:
+                logger.warning("claim_failed queue=%s error=%s", queue, exc)
+                self.next_claim = time.monotonic() + 1.0
+                return
+            except JobqueueError as exc:  # data loss (reported loudly by the engine), bad data
+                logger.error("claim_failed queue=%s error=%s", queue, exc)
+                continue
+            if batch.next_due_ms is not None:
+                due = started + (batch.next_due_ms - batch.now_ms) / 1000
+                self.next_due = due if self.next_due is None else min(self.next_due, due)
+            for claimed in batch.jobs:
+                lease_left = (claimed.deadline_ms - batch.now_ms) / 1000
+                timeout = claimed.job.timeout if claimed.job is not None else None
+                self._assign(InFlight(claimed, timeout, started + lease_left))
+            free -= len(batch.jobs)
+            if free <= 0:
+                return  # there may be more: claim again when a child is free
+        self.maybe_ready = False
+
+    def _assign(self, job: InFlight) -> None:
+        self.claimed_total += 1
+        child = min(self.pool.children.values(), key=lambda c: len(c.jobs))
+        try:
+            child.send(job)  # the job is the child's from here, even if the pipe broke
+        except OSError:
+            pass  # the child died: its sentinel reports it and its jobs are handed back
+
+    # -- waiting and outcomes -------------------------------------------------------------
+
+    def _wait(self) -> None:
+        readers: list[Any] = [self.wake_r]
+        for child in self.pool.children.values():
+            readers += [child.conn, child.process.sentinel]
+        idle = not self.maybe_ready and self._capacity() > 0
+        timeout = min(self.next_renew, self.next_reap) - time.monotonic()
+        if idle and self.listener.arm():
+            readers.append(self.listener)
+        elif idle:
+            timeout = min(timeout, self.listener.poll_interval)
+        if self.next_due is not None:
+            timeout = min(timeout, self.next_due - time.monotonic())
+        if self.maybe_ready and self._capacity() > 0:
+            timeout = 0
+        if self._pending() or self.signals:
+            timeout = min(timeout, 0.05)
+        ready = wait(readers, timeout=max(timeout, 0))
+        for item in ready:
+            if item is self.wake_r:
+                try:
+                    self.wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+            elif item is self.listener:
+                self.listener.read()
+                self.maybe_ready = True
+            else:
+                self._child_ready(item)
+        if idle and not self.listener.supported and not ready:
+            self.maybe_ready = True
+
+    def _child_ready(self, item: Any) -> None:
+        for child in list(self.pool.children.values()):
+            if item is child.conn:
+                self._drain(child)
+            elif item == child.process.sentinel and not child.process.is_alive():
+                self._drain(child)
+                self._child_died(child)
+
+    def _drain(self, child: Child) -> None:
+        try:
+            while child.conn.poll():
+                self._outcome(child, child.conn.recv_bytes())
+        except (EOFError, OSError):
+            pass
+
+    def _outcome(self, child: Child, data: bytes) -> None:
+        from .engine import codec
+
+        message = codec.loads(data)
+        job = child.finished(message["id"])
+        if job is None:
+            logger.error("unexpected_outcome child=%d job=%s", child.index, message.get("id"))
+            return
+        claimed = job.claimed
+        if message.get("skipped"):
+            self.releases.append(job)
+        elif message["ok"]:
+            self.successes.append(Success(claimed.job_id, claimed.token, message["result"]))
+        else:
+            attempt = claimed.job.attempts if claimed.job is not None else 0
+            self.failures.append(
+                Failure(
+                    claimed.job_id,
+                    claimed.token,
+                    message["exc"],
+                    message["tb"],
+                    attempt=attempt,
+                    retry=message["retry"],
+                )
+            )
+
+    def _child_died(self, child: Child) -> None:
+        code = child.process.exitcode
+        jobs = self.pool.reaped(child)
+        if jobs:
+            why = f"its worker process died (exit code {code})"
+            logger.error(
+                "child_died child=%d pid=%d exitcode=%s job=%s",
+                child.index,
+                child.pid,
+                code,
+                jobs[0].job_id,
+            )
+            self.abandons.append((jobs[0], why))
+            self.releases.extend(jobs[1:])
+        if not self.signals:
+            self.pool.spawn(child.index)
+
+    # -- recording outcomes ---------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if not self._pending():
+            return
+        successes, failures = self.successes, self.failures
+        releases, abandons = self.releases, self.abandons
+        calls = [self.engine.release_call(j.job_id, j.claimed.token) for j in releases]
+        calls += [self.engine.abandon_call(j.job_id, j.claimed.token, why) for j, why in abandons]
+        try:
+            finished = self.engine.finish_many(successes, failures)
+            if calls:
+                self.engine.run_batch(calls)
+        except ConnectionFailed as exc:
+            logger.warning("ack_failed pending=%d error=%s", len(successes) + len(failures), exc)
+            time.sleep(0.2)
+            return  # kept: retried next turn; the self-fence protects the leases meanwhile
+        except JobqueueError as exc:
+            logger.error("ack_failed error=%s", exc)
+        else:
+            for job_id, recorded in finished.completed.items():
+                self.succeeded += recorded
+                if not recorded:
+                    logger.warning("stale_result_discarded job=%s", job_id)
+            for job_id, state in finished.failed.items():
+                self.failed += state is not None
+                if state is None:
+                    logger.warning("stale_failure_discarded job=%s", job_id)
+            if calls or any(s is JobState.SCHEDULED for s in finished.failed.values()):
+                self.maybe_ready = True  # a retry or a job given back: claim again
+        self.successes, self.failures, self.releases, self.abandons = [], [], [], []
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_renew:
+            self.next_renew = now + self.renew_every
+            self._renew()
+        if now >= self.next_reap:
+            self.next_reap = now + self.reap_every
+            self._reap()
+        self._enforce_timeouts()
+        self._self_fence()
+
+    def _renew(self) -> None:
+        by_queue: dict[str, list[InFlight]] = {}
+        for job in self._in_flight():
+            by_queue.setdefault(job.claimed.queue, []).append(job)
+        for queue, jobs in by_queue.items():
+            started = time.monotonic()
+            try:
+                renewal = self.engine.renew(
+                    queue, [(j.claimed.local_id, j.claimed.token) for j in jobs], lease=self.lease
+                )
+            except JobqueueError as exc:
+                logger.warning("renew_failed queue=%s jobs=%d error=%s", queue, len(jobs), exc)
+                continue
+            for job in jobs:
+                local_id = job.claimed.local_id
+                if renewal.renewed.get(local_id):
+                    job.local_deadline = started + (renewal.deadline_ms - renewal.now_ms) / 1000
+                    if local_id in renewal.cancel_requested:
+                        self._cancel(job)
+                else:
+                    self._lease_lost(job)
+
+    def _holder(self, job: InFlight) -> Child | None:
+        for child in self.pool.children.values():
+            if job in child.jobs:
+                return child
+        return None
+
+    def _cancel(self, job: InFlight) -> None:
+        child = self._holder(job)
+        if child is not None and child.jobs and child.jobs[0] is job:
+            logger.info("job_cancel_requested job=%s child=%d", job.job_id, child.index)
+            child.signal(signal.SIGUSR1)
+
+    def _lease_lost(self, job: InFlight) -> None:
+        """Someone else owns the job now (reaped, deleted): stop our attempt at once."""
+        child = self._holder(job)
+        logger.warning("lease_lost job=%s", job.job_id)
+        if child is None:
+            return
+        jobs = self.pool.kill(child)
+        self.releases.extend(j for j in jobs if j is not job)
+        self.pool.spawn(child.index)
+
+    def _reap(self) -> None:
+        for queue in self.options.queues:
+            try:
+                requeued, ended = self.engine.reap(queue)
+            except JobqueueError as exc:
+                logger.warning("reap_failed queue=%s error=%s", queue, exc)
+                return
+            if requeued or ended:
+                logger.warning(
+                    "reaped queue=%s requeued=%d dead=%d", queue, len(requeued), len(ended)
+                )
+                self.maybe_ready = True
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for child in list(self.pool.children.values()):
+            if not child.jobs or child.current_since is None:
+                continue
+            job = child.jobs[0]
+            if (
+                job.timeout is None
+                or now - child.current_since < job.timeout + self.options.timeout_grace
+            ):
+                continue
+            logger.error(
+                "job_timeout job=%s timeout=%s child=%d killed",
+                job.job_id,
+                job.timeout,
+                child.index,
+            )
+            jobs = self.pool.kill(child)
+            attempt = job.claimed.job.attempts if job.claimed.job is not None else 0
+            self.failures.append(
+                Failure(
+                    job.job_id,
+                    job.claimed.token,
+                    "jobqueue.exceptions.JobTimeout",
+                    f"The job ran longer than its timeout of {job.timeout} "
+                    "seconds; its process was killed.",
+                    attempt=attempt,
+                )
+            )
+            self.releases.extend(jobs[1:])
+            if not self.signals:
+                self.pool.spawn(child.index)
+
+    def _self_fence(self) -> None:
+        """Kill any child holding a job whose lease may end before we can renew it."""
+        now = time.monotonic()
+        for child in list(self.pool.children.values()):
+            if any(j.local_deadline - self.fence_margin <= now for j in child.jobs):
+                jobs = self.pool.kill(child)
+                logger.critical(
+                    "self_fenced child=%d jobs=%s: the leases could not be renewed",
+                    child.index,
+                    ",".join(j.job_id for j in jobs),
+                )
+                # Not released: Redis may be unreachable; the leases expire and are reaped.
+                if not self.signals:
+                    self.pool.spawn(child.index)

@@ -1,0 +1,88 @@
+"""A worker's child process: receives jobs from its parent over a pipe, runs them one at a time,
+and sends each outcome back. It never talks to Redis about a job's state: the parent claims,
+renews, acknowledges and, when needed, kills.
+
+Signals: SIGINT and SIGTERM are ignored (the parent decides when children stop); SIGUSR2 means
+"start no more jobs" (jobs already sent are answered ``skipped``); SIGUSR1 cancels the running
+job; SIGALRM is the running job's soft timeout. On Linux the child is killed with its parent
+(PR_SET_PDEATHSIG), so a job can never outlive the worker that renews its lease.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .engine import Job, codec
+from .engine.errors import CorruptJob
+
+logger = logging.getLogger("jobqueue.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # pragma: no cover - no libc: the pipe's EOF still ends the child
+        pass
+
+
+class _Stop:
+    requested = False
+
+
+def _on_stop(signum: int, frame: Any) -> None:
+    _Stop.requested = True
+
+
+def decode_job(message: dict) -> tuple[str, str, Job | None, CorruptJob | None]:
+    job_id, token = message["id"], message["token"]
+    queue, _, local_id = job_id.partition(":")
+    if message.get("error"):
+        return job_id, token, None, CorruptJob(message["error"])
+    try:
+        return job_id, token, Job.from_fields(queue, local_id, message["fields"]), None
+    except CorruptJob as exc:
+        return job_id, token, None, exc
+
+
+def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> None:
+    """Entry point of a forked child."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before we could ask to die with it
+        os._exit(0)
+    for fd in inherited_fds:  # the parent's sockets and other children's pipes
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, _on_stop)
+    from .execution import execute, install_handlers
+
+    install_handlers()
+    while True:
+        try:
+            message = codec.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            break
+        job_id, token, job, error = decode_job(message)
+        if _Stop.requested:
+            outcome: dict = {"id": job_id, "skipped": True}
+        else:
+            outcome = execute(job_id, token, job, error)
+        try:
+            conn.send_bytes(codec.encode(outcome))
+        except (BrokenPipeError, OSError):
+            break
+    os._exit(0)

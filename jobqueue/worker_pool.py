@@ -1,0 +1,140 @@
+"""The worker's child processes and the jobs each one holds.
+
+Children are forked from the single-threaded parent (so forking is safe), each with a duplex
+pipe. A child runs the jobs sent to it in order; the first job it holds is the one it is
+running, the others wait in its pipe (prefetch).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from django.db import connections
+
+from .engine import Claimed, codec
+from .worker_child import child_main
+
+
+@dataclass
+class InFlight:
+    """A claimed job, from its claim until its outcome is recorded."""
+
+    claimed: Claimed
+    timeout: float | None
+    local_deadline: float  # monotonic time its lease ends, as far as this worker knows
+
+    @property
+    def job_id(self) -> str:
+        return self.claimed.job_id
+
+
+@dataclass
+class Child:
+    index: int
+    process: Any
+    conn: Connection
+    jobs: deque[InFlight] = field(default_factory=deque)
+    current_since: float | None = None  # when its first job started (monotonic)
+    stopping: bool = False
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def send(self, job: InFlight) -> None:
+        claimed = job.claimed
+        message: dict[str, Any] = {"id": claimed.job_id, "token": claimed.token}
+        if claimed.error is not None:
+            message["error"] = str(claimed.error)
+        else:
+            message["fields"] = claimed.fields
+        if not self.jobs:
+            self.current_since = time.monotonic()
+        self.jobs.append(job)
+        self.conn.send_bytes(codec.encode(message))
+
+    def finished(self, job_id: str) -> InFlight | None:
+        """The child reported on its first job: drop it, the next one starts now."""
+        if not self.jobs or self.jobs[0].job_id != job_id:
+            return None
+        job = self.jobs.popleft()
+        self.current_since = time.monotonic() if self.jobs else None
+        return job
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+class Pool:
+    def __init__(self, size: int, *, parent_fds: list[int] | None = None) -> None:
+        self.context = multiprocessing.get_context("fork")
+        self.size = size
+        self.children: dict[int, Child] = {}
+        self.parent_fds = parent_fds or []
+
+    def start(self) -> None:
+        for index in range(self.size):
+            self.spawn(index)
+
+    def spawn(self, index: int) -> Child:
+        # The parent keeps no database connection across a fork: the child would share it.
+        connections.close_all()
+        parent_conn, child_conn = self.context.Pipe(duplex=True)
+        inherited = [*self.parent_fds]
+        inherited += [c.conn.fileno() for c in self.children.values()]
+        inherited.append(parent_conn.fileno())
+        process = self.context.Process(
+            target=child_main,
+            args=(child_conn, os.getpid(), inherited),
+            name=f"jobqueue-child-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        child = Child(index, process, parent_conn)
+        self.children[index] = child
+        return child
+
+    def kill(self, child: Child) -> list[InFlight]:
+        """SIGKILL a child; returns the jobs it held (the first one was running)."""
+        child.signal(signal.SIGKILL)
+        child.process.join(timeout=5)
+        child.conn.close()
+        self.children.pop(child.index, None)
+        jobs = list(child.jobs)
+        child.jobs.clear()
+        return jobs
+
+    def reaped(self, child: Child) -> list[InFlight]:
+        """A child that exited on its own: forget it; returns the jobs it held."""
+        child.process.join(timeout=5)
+        child.conn.close()
+        self.children.pop(child.index, None)
+        jobs = list(child.jobs)
+        child.jobs.clear()
+        return jobs
+
+    def in_flight(self) -> list[InFlight]:
+        return [job for child in self.children.values() for job in child.jobs]
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        """Close every pipe (children exit on EOF); kill the ones that do not."""
+        for child in list(self.children.values()):
+            child.conn.close()
+        deadline = time.monotonic() + timeout
+        for child in list(self.children.values()):
+            child.process.join(timeout=max(deadline - time.monotonic(), 0))
+            if child.process.is_alive():
+                child.signal(signal.SIGKILL)
+                child.process.join(timeout=5)
+        self.children.clear()

@@ -1,0 +1,108 @@
+"""Tasks the test suite enqueues. Side effects go to Redis keys under the test's own prefix
+(``record``), so tests can see what a worker process did."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import redis
+
+from jobqueue.compat import task, task_finished, task_started
+from jobqueue.conf import jobqueue_settings
+
+
+def client() -> redis.Redis:
+    from jobqueue.conf import redis_client
+
+    return redis_client()
+
+
+def key(name: str) -> str:
+    return f"{jobqueue_settings.PREFIX}:test:{name}"
+
+
+def record(name: str, value: object) -> None:
+    client().rpush(key(name), str(value))
+
+
+def recorded(name: str) -> list[str]:
+    return [v.decode() for v in client().lrange(key(name), 0, -1)]
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def boom(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task(max_attempts=3)
+def fail_twice(label: str) -> str:
+    attempt = client().incr(key(f"attempts:{label}"))
+    if attempt < 3:
+        raise ConnectionError(f"attempt {attempt} failed")
+    return f"ok after {attempt}"
+
+
+@task
+def log_order(label: str) -> str:
+    record("order", label)
+    return label
+
+
+@task
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+@task(takes_context=True)
+def with_context(context, steps: int = 3) -> dict:
+    for done in range(1, steps + 1):
+        context.set_progress(done, steps, f"step {done}")
+    return {
+        "job_id": context.job_id,
+        "token": context.token,
+        "attempt": context.attempt,
+        "result_id": context.task_result.id,
+    }
+
+
+@task(unique_key=lambda report_id: f"report:{report_id}")
+def unique_report(report_id: int) -> int:
+    return report_id
+
+
+@task
+def returns_a_set() -> object:
+    return {1, 2}
+
+
+@task
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+def _on_started(sender, task_result, **kwargs):
+    if task_result.task.module_path.startswith("tests.sample_tasks"):
+        record("signals", f"started {task_result.id} {task_result.status} {os.getpid()}")
+
+
+def _on_finished(sender, task_result, **kwargs):
+    if task_result.task.module_path.startswith("tests.sample_tasks"):
+        record("signals", f"finished {task_result.id} {task_result.status} {os.getpid()}")
+
+
+task_started.connect(_on_started, dispatch_uid="tests.sample_tasks.started")
+task_finished.connect(_on_finished, dispatch_uid="tests.sample_tasks.finished")

@@ -1,0 +1,133 @@
+"""`manage.py runworker`: options, misuse, processes, and the registry of tasks."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from jobqueue.compat import TaskResultStatus, task_backends
+from jobqueue.conf import get_engine
+from jobqueue.engine import JobState
+from tests import sample_tasks as t
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuchqueue"], "Queue 'nosuchqueue' is not configured; configured queues: default"),
+        (["bad queue"], "Queue name 'bad queue' is invalid"),
+        (["default", "default"], "named twice"),
+        (["--concurrency", "0"], "'0' must be 1 or more"),
+        (["--concurrency", "many"], "'many' is not a whole number"),
+        (["--max-jobs", "-5"], "'-5' must be 1 or more"),
+        (["--prefetch", "x"], "'x' is not a whole number"),
+        (["--shutdown-timeout", "soon"], "--shutdown-timeout 'soon' is not a number"),
+        (["--shutdown-timeout", "-1"], "must be zero or more"),
+        (["--name", "has space"], "--name 'has space' is invalid"),
+    ],
+)
+def test_misuse_is_a_command_error_naming_the_value(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("runworker", *args)
+
+
+def test_misuse_from_the_shell_prints_the_error_not_a_traceback(run_worker):
+    result = run_worker("--concurrency", "zero")
+    assert result.returncode == 1
+    assert "CommandError: 'zero' is not a whole number." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_redis_is_a_command_error(run_worker):
+    from tests.redis_server import free_port
+
+    result = run_worker("--burst", JOBQUEUE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert result.returncode == 1
+    assert "cannot be used" in result.stderr and "Start Redis" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_burst_exits_zero_when_nothing_is_ready(run_worker):
+    result = run_worker("--burst")
+    assert result.returncode == 0, result.stderr
+
+
+def test_jobqueue_worker_is_the_same_command(run_worker):
+    result = t.add.enqueue(4, 5)
+    run = run_worker("--burst", command="jobqueue_worker")
+    assert run.returncode == 0, run.stderr
+    assert t.add.get_result(result.id).return_value == 9
+
+
+def test_max_jobs_stops_after_n(run_worker):
+    results = [t.add.enqueue(i, i) for i in range(5)]
+    run = run_worker("--max-jobs", "2", "-c", "1", "--prefetch", "1")
+    assert run.returncode == 0, run.stderr
+    states = [t.add.get_result(r.id).status for r in results]
+    assert states.count(TaskResultStatus.SUCCESSFUL) == 2
+    assert states.count(TaskResultStatus.READY) == 3
+
+
+def test_concurrency_runs_jobs_in_several_processes(run_worker):
+    results = [t.sleep_for.enqueue(0.3) for _ in range(4)] + [t.pid.enqueue() for _ in range(8)]
+    run = run_worker("--burst", "-c", "2")
+    assert run.returncode == 0, run.stderr
+    pids = {t.pid.get_result(r.id).return_value for r in results[4:]}
+    assert len(pids) == 2
+
+
+def test_a_job_naming_an_unregistered_task_fails_and_is_never_imported(run_worker, keyspace):
+    engine = get_engine()
+    engine.registry.register("tests.not_in_the_worker.run", lambda: None)  # known here only
+    try:
+        job = engine.enqueue("tests.not_in_the_worker.run")
+    finally:
+        engine.registry.unregister("tests.not_in_the_worker.run")
+    run = run_worker("--burst")
+    assert run.returncode == 0, run.stderr
+    failed = engine.get(job.id)
+    assert failed.state is JobState.FAILED
+    assert failed.errors[0].exception_class == "jobqueue.engine.errors.UnknownTask"
+    assert "not a registered task" in failed.errors[0].traceback
+    assert failed.attempts == 1  # not retried
+
+
+def test_backend_checks(settings):
+    from jobqueue.backends import RedisBackend
+
+    backend = RedisBackend(
+        "x", {"QUEUES": ["ok", "bad queue"], "OPTIONS": {"max_attempts": 0, "retries": 2}}
+    )
+    ids = sorted(m.id for m in backend.check())
+    assert ids == ["jobqueue.E011", "jobqueue.E011", "jobqueue.E012"]
+    messages = " ".join(m.msg for m in backend.check())
+    assert (
+        "'max_attempts'] = 0 is invalid" in messages and "'retries'] is not an option" in messages
+    )
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "jobqueue"]
+    assert [m.id for m in RedisBackend("y", {}).check()] == ["jobqueue.E010"]
+
+
+def test_backend_checks_run_with_djangos_check_framework(settings):
+    from django.core import checks
+
+    settings.TASKS = {
+        "default": {"BACKEND": "jobqueue.backends.RedisBackend", "OPTIONS": {"timeout": "long"}}
+    }
+    ids = [m.id for m in checks.run_checks() if m.id.startswith("jobqueue.")]
+    assert ids == ["jobqueue.E011"]
+    assert task_backends["default"].check()[0].msg.startswith("TASKS['default']['OPTIONS']")
+
+
+@pytest.mark.django_db
+def test_cache_alias_reuses_the_django_redis_connection(settings, keyspace, redis_url):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "jobs": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": redis_url},
+    }
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "CACHE_ALIAS": "jobs"}
+    from django_redis import get_redis_connection
+
+    engine = get_engine()
+    assert engine.client is get_redis_connection("jobs")
+    result = t.add.enqueue(1, 1)
+    assert engine.get(result.id).state is JobState.QUEUED

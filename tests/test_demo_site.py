@@ -65,6 +65,7 @@ def test_demo_command_serves_the_admin(tmp_path, redis_url, keyspace):
         process.terminate()
         output = process.communicate(timeout=30)[0].decode(errors="replace")
     assert "login admin/admin" in output
+    assert "Started a worker" in output and "worker_started" in output
 
 
 def test_demo_command_rejects_a_bad_port():

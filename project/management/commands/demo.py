@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
@@ -39,7 +40,8 @@ class Command(BaseCommand):
             )
         worker = None
         if not no_worker and "jobqueue_worker" in get_commands():
-            worker = subprocess.Popen([sys.executable, "manage.py", "jobqueue_worker"])
+            manage = str(settings.BASE_DIR / "manage.py")
+            worker = subprocess.Popen([sys.executable, manage, "jobqueue_worker", "-v", "1"])
             self.stdout.write(f"Started a worker (pid {worker.pid}).")
         self.stdout.write(
             f"Admin: http://{addr}:{port}/admin/  (login {DEMO_USER}/{DEMO_PASSWORD})"

@@ -2,6 +2,7 @@
 
 - ``jobqueue.E001``: ``JOBQUEUE`` is not a dict, or has a key jobqueue does not know.
 - ``jobqueue.E002``: a ``JOBQUEUE`` key has a malformed value.
+- ``jobqueue.E003``: a periodic schedule in ``JOBQUEUE["SCHEDULES"]`` is malformed.
 - ``jobqueue.W001``: ``jobqueue`` is listed after ``channels`` in ``INSTALLED_APPS``, so
   ``manage.py runworker`` runs channels' command instead of jobqueue's.
 """
@@ -59,3 +60,17 @@ def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
                 )
             ]
     return []
+
+
+@checks.register(checks.Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if conf.validate(getattr(settings, "JOBQUEUE", {})):
+        return []  # reported by check_settings
+    from .schedules import validate_all
+
+    return [
+        checks.Error(
+            problem, hint="See docs/settings.md, 'Periodic schedules'.", id="jobqueue.E003"
+        )
+        for problem in validate_all()
+    ]

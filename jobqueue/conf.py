@@ -66,6 +66,15 @@ def _check_str_list(value: Any) -> str | None:
     return None
 
 
+def _check_dict(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "must be a dict"
+
+
+def _check_log_level(value: Any) -> str | None:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    return None if value in levels else f"must be one of {', '.join(levels)}"
+
+
 def _check_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
@@ -128,12 +137,25 @@ OPTIONS: dict[str, Option] = {
     "RETRY_BACKOFF_MAX": Option(
         3600.0, _positive_number(), "Longest delay between two attempts, in seconds."
     ),
+    "WORKER_DEAD_AFTER": Option(
+        15.0,
+        _positive_number(),
+        "Seconds without a heartbeat after which a worker is shown as dead.",
+    ),
     "TASK_MODULES": Option(
         (),
         _check_str_list,
         "Extra modules imported to find tasks, besides each installed app's tasks module.",
     ),
     "MIRROR": Option(True, _check_bool, "Run the Redis-to-database mirror inside runworker."),
+    "SCHEDULES": Option(
+        {},
+        _check_dict,
+        "Periodic schedules: name -> {'task', 'cron' or 'every', 'args', 'kwargs', ...}.",
+    ),
+    "JOB_LOG_LEVEL": Option(
+        "INFO", _check_log_level, "Lowest level of the task's log records kept with the job."
+    ),
 }
 
 
@@ -219,6 +241,7 @@ def engine_config() -> Any:
         max_stalls=int(s.MAX_STALLS),
         backoff_base=float(s.RETRY_BACKOFF),
         backoff_max=float(s.RETRY_BACKOFF_MAX),
+        worker_dead_after=float(s.WORKER_DEAD_AFTER),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 import signal
 import time
 import traceback
@@ -20,9 +21,19 @@ from typing import Any
 from django.db import close_old_connections
 
 from . import compat
-from .conf import get_engine
-from .engine import CorruptJob, Job, JobCanceled, JobTimeout, UnknownTask, codec, default_registry
+from .conf import get_engine, jobqueue_settings
+from .engine import (
+    CorruptJob,
+    Job,
+    JobCanceled,
+    JobqueueError,
+    JobTimeout,
+    UnknownTask,
+    codec,
+    default_registry,
+)
 from .engine.job import JobState
+from .engine.workers import LOG_CAP
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +132,62 @@ def _now() -> Any:
     return timezone.now()
 
 
+class JobLogHandler(logging.Handler):
+    """Collects the log records a task writes while it runs, to keep them with the job."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) >= LOG_CAP:
+            del self.records[0]
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        if record.exc_info:
+            message += "\n" + "".join(traceback.format_exception(*record.exc_info))
+        self.records.append(
+            {
+                "t": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "msg": message,
+            }
+        )
+
+
+class CapturedLogs:
+    """Attach a JobLogHandler to the root logger (lowering its level if needed) for one job,
+    then store what it caught with the job."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.level = logging.getLevelName(jobqueue_settings.JOB_LOG_LEVEL)
+        self.handler = JobLogHandler(self.level)
+
+    def __enter__(self) -> JobLogHandler:
+        root = logging.getLogger()
+        self.saved_level = root.level
+        if root.level > self.level:
+            root.setLevel(self.level)
+        root.addHandler(self.handler)
+        return self.handler
+
+    def __exit__(self, *exc: object) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        root.setLevel(self.saved_level)
+        if self.handler.records:
+            try:
+                get_engine().append_logs(self.job_id, self.handler.records)
+            except JobqueueError as error:
+                logging.getLogger("jobqueue.worker").warning(
+                    "job_logs_lost job=%s error=%s", self.job_id, error
+                )
+
+
 def _run(
     func: Any,
     args: list,
@@ -132,6 +199,19 @@ def _run(
 ) -> dict:
     close_old_connections()
     _Running.timeout = job.timeout
+    with CapturedLogs(job.id):
+        return _call(func, args, kwargs, job, started, task_result, backend)
+
+
+def _call(
+    func: Any,
+    args: list,
+    kwargs: dict,
+    job: Job,
+    started: float,
+    task_result: Any,
+    backend: Any,
+) -> dict:
     try:
         _Running.active = True
         if job.timeout:

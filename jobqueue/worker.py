@@ -20,7 +20,9 @@ from typing import Any
 
 from .engine import ConnectionFailed, Engine, JobqueueError, JobState
 from .engine.lease import Failure, Success
+from .worker_duties import Duties
 from .worker_pool import Child, InFlight, Pool
+from .worker_upkeep import Upkeep
 from .worker_wake import WakeListener
 
 logger = logging.getLogger("jobqueue.worker")
@@ -38,9 +40,10 @@ class WorkerOptions:
     idle_poll: float = 1.0  # claim at least this often when idle (promotes due jobs)
     burst_wait: float = 1.0  # in burst mode, also wait for jobs due this soon
     timeout_grace: float = 1.0  # hard kill this long after a job's soft timeout
+    schedules: bool = True  # run the periodic-schedule ticker
 
 
-class Worker:
+class Worker(Upkeep):
     def __init__(self, engine: Engine, options: WorkerOptions) -> None:
         self.engine = engine
         self.options = options
@@ -68,11 +71,21 @@ class Worker:
         self.signals = 0
         self.stopping_since: float | None = None
         self.exit_code = 0
+        self.working_time = 0.0
+        self.duties: Duties | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signals()
+        self.duties = Duties(
+            self.engine,
+            self.options.name,
+            self.options.queues,
+            self.options.concurrency,
+            self._status,
+            self._scheduler(),
+        )
         self.pool.start()
         logger.info(
             "worker_started name=%s queues=%s concurrency=%d pid=%d",
@@ -87,8 +100,10 @@ class Worker:
                 self._wait()
                 self._flush()
                 self._housekeeping()
+                self.duties.run()
         finally:
             self._shutdown()
+            self.duties.stopped()
         logger.info(
             "worker_stopped name=%s succeeded=%d failed=%d",
             self.options.name,
@@ -96,6 +111,25 @@ class Worker:
             self.failed,
         )
         return self.exit_code
+
+    def _scheduler(self) -> Any:
+        if not self.options.schedules:
+            return None
+        from .schedules import Scheduler, all_schedules
+
+        schedules = all_schedules()
+        return Scheduler(self.engine, schedules) if schedules else None
+
+    def _status(self) -> dict[str, Any]:
+        running = [c.jobs[0].job_id for c in self.pool.children.values() if c.jobs]
+        state = "stopping" if self.signals else ("busy" if running else "idle")
+        return {
+            "state": state,
+            "current_jobs": ",".join(running),
+            "successful": self.succeeded,
+            "failed": self.failed,
+            "working_time": round(self.working_time, 3),
+        }
 
     def _install_signals(self) -> None:
         self.wake_w.setblocking(False)
@@ -115,9 +149,6 @@ class Worker:
             signum,
             self.options.shutdown_timeout,
         )
-
-    def _in_flight(self) -> list[InFlight]:
-        return self.pool.in_flight()
 
     def _pending(self) -> bool:
         return bool(self.successes or self.failures or self.releases or self.abandons)
@@ -217,6 +248,8 @@ class Worker:
             readers += [child.conn, child.process.sentinel]
         idle = not self.maybe_ready and self._capacity() > 0
         timeout = min(self.next_renew, self.next_reap) - time.monotonic()
+        if self.duties is not None:
+            timeout = min(timeout, self.duties.due_in())
         if idle and self.listener.arm():
             readers.append(self.listener)
         elif idle:
@@ -266,6 +299,7 @@ class Worker:
             logger.error("unexpected_outcome child=%d job=%s", child.index, message.get("id"))
             return
         claimed = job.claimed
+        self.working_time += float(message.get("dur", 0.0))
         if message.get("skipped"):
             self.releases.append(job)
         elif message["ok"]:
@@ -331,121 +365,3 @@ class Worker:
             if calls or any(s is JobState.SCHEDULED for s in finished.failed.values()):
                 self.maybe_ready = True  # a retry or a job given back: claim again
         self.successes, self.failures, self.releases, self.abandons = [], [], [], []
-
-    # -- housekeeping ---------------------------------------------------------------------
-
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        if now >= self.next_renew:
-            self.next_renew = now + self.renew_every
-            self._renew()
-        if now >= self.next_reap:
-            self.next_reap = now + self.reap_every
-            self._reap()
-        self._enforce_timeouts()
-        self._self_fence()
-
-    def _renew(self) -> None:
-        by_queue: dict[str, list[InFlight]] = {}
-        for job in self._in_flight():
-            by_queue.setdefault(job.claimed.queue, []).append(job)
-        for queue, jobs in by_queue.items():
-            started = time.monotonic()
-            try:
-                renewal = self.engine.renew(
-                    queue, [(j.claimed.local_id, j.claimed.token) for j in jobs], lease=self.lease
-                )
-            except JobqueueError as exc:
-                logger.warning("renew_failed queue=%s jobs=%d error=%s", queue, len(jobs), exc)
-                continue
-            for job in jobs:
-                local_id = job.claimed.local_id
-                if renewal.renewed.get(local_id):
-                    job.local_deadline = started + (renewal.deadline_ms - renewal.now_ms) / 1000
-                    if local_id in renewal.cancel_requested:
-                        self._cancel(job)
-                else:
-                    self._lease_lost(job)
-
-    def _holder(self, job: InFlight) -> Child | None:
-        for child in self.pool.children.values():
-            if job in child.jobs:
-                return child
-        return None
-
-    def _cancel(self, job: InFlight) -> None:
-        child = self._holder(job)
-        if child is not None and child.jobs and child.jobs[0] is job:
-            logger.info("job_cancel_requested job=%s child=%d", job.job_id, child.index)
-            child.signal(signal.SIGUSR1)
-
-    def _lease_lost(self, job: InFlight) -> None:
-        """Someone else owns the job now (reaped, deleted): stop our attempt at once."""
-        child = self._holder(job)
-        logger.warning("lease_lost job=%s", job.job_id)
-        if child is None:
-            return
-        jobs = self.pool.kill(child)
-        self.releases.extend(j for j in jobs if j is not job)
-        self.pool.spawn(child.index)
-
-    def _reap(self) -> None:
-        for queue in self.options.queues:
-            try:
-                requeued, ended = self.engine.reap(queue)
-            except JobqueueError as exc:
-                logger.warning("reap_failed queue=%s error=%s", queue, exc)
-                return
-            if requeued or ended:
-                logger.warning(
-                    "reaped queue=%s requeued=%d dead=%d", queue, len(requeued), len(ended)
-                )
-                self.maybe_ready = True
-
-    def _enforce_timeouts(self) -> None:
-        now = time.monotonic()
-        for child in list(self.pool.children.values()):
-            if not child.jobs or child.current_since is None:
-                continue
-            job = child.jobs[0]
-            if (
-                job.timeout is None
-                or now - child.current_since < job.timeout + self.options.timeout_grace
-            ):
-                continue
-            logger.error(
-                "job_timeout job=%s timeout=%s child=%d killed",
-                job.job_id,
-                job.timeout,
-                child.index,
-            )
-            jobs = self.pool.kill(child)
-            attempt = job.claimed.job.attempts if job.claimed.job is not None else 0
-            self.failures.append(
-                Failure(
-                    job.job_id,
-                    job.claimed.token,
-                    "jobqueue.exceptions.JobTimeout",
-                    f"The job ran longer than its timeout of {job.timeout} "
-                    "seconds; its process was killed.",
-                    attempt=attempt,
-                )
-            )
-            self.releases.extend(jobs[1:])
-            if not self.signals:
-                self.pool.spawn(child.index)
-
-    def _self_fence(self) -> None:
-        """Kill any child holding a job whose lease may end before we can renew it."""
-        now = time.monotonic()
-        for child in list(self.pool.children.values()):
-            if any(j.local_deadline - self.fence_margin <= now for j in child.jobs):
-                jobs = self.pool.kill(child)
-                logger.critical(
-                    "self_fenced child=%d jobs=%s: the leases could not be renewed",
-                    child.index,
-                    ",".join(j.job_id for j in jobs),
-                )
-                # Not released: Redis may be unreachable; the leases expire and are reaped.
-                if not self.signals:
-                    self.pool.spawn(child.index)

@@ -174,3 +174,88 @@ def run_worker(keyspace):
         )
 
     return run
+
+
+class WorkerProcess:
+    """A `runworker` process in its own session (so a test can signal its whole group)."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str], log_dir: str) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.log = tempfile.NamedTemporaryFile(
+            "w+", dir=log_dir, prefix="worker-", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal_group(self, signum: int) -> None:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def signal(self, signum: int) -> None:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self) -> None:
+        import signal as signals
+        import subprocess
+
+        if self.process.poll() is None:
+            self.signal_group(signals.SIGKILL)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+        self.log.close()
+
+
+@pytest.fixture
+def start_worker(keyspace, tmp_path):
+    """Start `runworker ARGS` in the background; every one is killed after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(args, worker_env(keyspace, **env), str(tmp_path))
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = ""):
+    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")

@@ -106,3 +106,77 @@ def _on_finished(sender, task_result, **kwargs):
 
 task_started.connect(_on_started, dispatch_uid="tests.sample_tasks.started")
 task_finished.connect(_on_finished, dispatch_uid="tests.sample_tasks.finished")
+
+
+# -- for the worker-hardening tests ------------------------------------------------------------
+
+
+@task(takes_context=True)
+def crash_once(context) -> str:
+    if client().incr(key(f"crash:{context.job_id}")) == 1:
+        os._exit(3)  # the child process dies mid-job
+    return "survived"
+
+
+@task
+def crash_always() -> None:
+    os._exit(4)
+
+
+@task
+def hold_gil(seconds: float) -> int:
+    """Pure Python: holds the GIL the whole time (nothing else runs in this process)."""
+    deadline = time.monotonic() + seconds
+    spins = 0
+    while time.monotonic() < deadline:
+        spins += 1
+    record("gil_runs", spins)
+    return os.getpid()
+
+
+@task
+def ignore_timeout(seconds: float) -> None:
+    from jobqueue.exceptions import JobTimeout
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(deadline - time.monotonic())
+        except JobTimeout:
+            record("ignored_timeout", 1)
+
+
+@task(takes_context=True)
+def count_effect(context, seconds: float = 0.02) -> str:
+    client().hincrby(key("effects"), context.job_id, 1)
+    time.sleep(seconds)
+    return context.job_id
+
+
+@task(takes_context=True)
+def slow_effect(context, seconds: float) -> int:
+    time.sleep(seconds)
+    record("slow_effect", f"{context.job_id} {os.getpid()}")
+    return os.getpid()
+
+
+@task
+def touch_file(path: str, seconds: float) -> None:
+    """Writes the time to ``path`` every 50 ms: shows when the process stopped."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(path, "w") as f:
+            f.write(repr(time.time()))
+        time.sleep(0.05)
+
+
+@task
+def chatty(lines: int = 3) -> int:
+    import logging
+
+    log = logging.getLogger("tests.sample_tasks.chatty")
+    log.debug("not kept: below INFO")
+    for n in range(lines):
+        log.info("line %d of %d", n + 1, lines)
+    log.warning("careful <b>bold</b>")
+    return lines

@@ -38,3 +38,14 @@ def test_the_readme_example_runs_as_written(run_worker):
             ran_worker = True
     assert ran_worker
     assert namespace["result"].return_value == 5
+
+
+def test_the_readme_schedules_are_valid(settings):
+    from jobqueue.checks import check_schedules
+
+    text = (ROOT / "README.md").read_text().split("### Periodic schedules", 1)[1]
+    code = next(body for lang, body in blocks(text) if lang == "python" and "SCHEDULES" in body)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    settings.JOBQUEUE = {**settings.JOBQUEUE, **namespace["JOBQUEUE"]}
+    assert check_schedules() == []

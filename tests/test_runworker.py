@@ -86,7 +86,7 @@ def test_a_job_naming_an_unregistered_task_fails_and_is_never_imported(run_worke
     assert run.returncode == 0, run.stderr
     failed = engine.get(job.id)
     assert failed.state is JobState.FAILED
-    assert failed.errors[0].exception_class == "jobqueue.engine.errors.UnknownTask"
+    assert failed.errors[0].exception_class == "jobqueue.exceptions.UnknownTask"
     assert "not a registered task" in failed.errors[0].traceback
     assert failed.attempts == 1  # not retried
 

@@ -39,6 +39,7 @@ from .lease import ClaimBatch, Claimed, Renewal
 from .producer import JobSpec
 from .reads import QueueInfo
 from .registry import TaskRegistry, default_registry
+from .workers import WorkerInfo
 
 __all__ = [
     "ACTIVE_STATES",
@@ -68,6 +69,7 @@ __all__ = [
     "TaskRegistry",
     "UnknownTask",
     "WaitTimeout",
+    "WorkerInfo",
     "default_registry",
     "make_job_id",
     "split_job_id",

@@ -40,6 +40,8 @@ class EngineConfig:
     backoff_base: float = 1.0  # first retry delay, doubled for each later attempt
     backoff_max: float = 3600.0
     max_payload_bytes: int = 16 * 1024 * 1024
+    worker_dead_after: float = 15.0  # seconds without heartbeat before a worker is dead
+    worker_forget_after: float = 3600.0  # seconds before a dead worker is removed
 
     @property
     def lease_ms(self) -> int:

@@ -11,11 +11,13 @@ from .operations import OperationsMixin
 from .producer import ProducerMixin
 from .reads import ReadsMixin
 from .registry import TaskRegistry
+from .workers import BookkeepingMixin
 
 
-class Engine(ProducerMixin, LeaseMixin, OperationsMixin, ReadsMixin):
+class Engine(ProducerMixin, LeaseMixin, OperationsMixin, ReadsMixin, BookkeepingMixin):
     """Enqueue (:mod:`.producer`), lease and run (:mod:`.lease`), operate (:mod:`.operations`)
-    and read (:mod:`.reads`) jobs. Each state change is one Lua script in ``scripts/``.
+    and read (:mod:`.reads`) jobs; keep workers, logs and schedules (:mod:`.workers`). Each
+    state change is one Lua script in ``scripts/``.
 
     >>> engine = Engine.from_url("redis://127.0.0.1:6379/0", EngineConfig(prefix="demo"))
     """

@@ -72,3 +72,10 @@ class JobCanceled(JobqueueError):
 
 class JobStalled(JobqueueError):
     """A job's worker died or hung (its lease expired) too many times: dead-lettered."""
+
+
+# Their public import path is jobqueue.exceptions: that is the path recorded in a job's errors
+# (and resolved by Django's TaskError.exception_class).
+for _name, _value in list(globals().items()):
+    if isinstance(_value, type) and issubclass(_value, JobqueueError):
+        _value.__module__ = "jobqueue.exceptions"

@@ -29,12 +29,12 @@ JOB_KEYS: dict[str, tuple[str, str]] = {
     "done": ("list", "end-of-job notification for wait(); exists briefly"),
     "log": ("list", "log records written by the task while it ran (capped)"),
 }
-# Shared by all queues of one prefix; never touched by a script.
+# Shared by all queues of one prefix; never touched by a script (they are not job transitions).
 GLOBAL_KEYS: dict[str, tuple[str, str]] = {
     "queues": ("set", "names of every queue that has been used"),
     "workers": ("zset", "worker registry: name -> last heartbeat ms"),
     "worker": ("hash", "one worker: host, pid, queues, state, current jobs, counters"),
-    "schedules": ("hash", "periodic schedules: name -> JSON definition and state"),
+    "schedules": ("hash", "periodic schedules' state: <name>:last, <name>:paused, <name>:job"),
 }
 
 # Short names in Redis to keep each job small; spelled out in docs/redis-keys.md.

@@ -43,6 +43,37 @@ def positive_int(value: str) -> int:
     return number
 
 
+EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+
+
+def startup_warnings(engine: Any, queues: tuple[str, ...]) -> list[str]:
+    """Things an operator must know before trusting this Redis with jobs."""
+    warnings = []
+    try:
+        policy = engine.client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+    except Exception:  # CONFIG is disabled on some managed Redis services
+        policy = ""
+    if policy in EVICTING or policy.startswith("volatile"):
+        harm = (
+            "any job, queued or running"
+            if policy in EVICTING
+            else "finished jobs and their results before their TTL"
+        )
+        warnings.append(
+            f"Redis maxmemory-policy is {policy!r}: under memory pressure Redis will evict "
+            f"{harm}. Set maxmemory-policy to 'noeviction' for a job queue."
+        )
+    for queue in queues:
+        info = engine.queue_info(queue)
+        if info.data_lost_at is not None:
+            warnings.append(
+                f"Redis lost the data of queue {queue!r} (noticed at "
+                f"{info.data_lost_at.isoformat()}): jobs enqueued before then are gone. Check "
+                "Redis persistence (appendonly yes)."
+            )
+    return warnings
+
+
 class Command(BaseCommand):
     help = (
         "Run jobqueue jobs. Queues are taken in the order given (all configured queues when "
@@ -105,6 +136,9 @@ class Command(BaseCommand):
                 f"Redis at {jobqueue_settings.REDIS_URL!r} cannot be used: {exc}. Start Redis or "
                 "fix JOBQUEUE['REDIS_URL']."
             ) from exc
+        for warning in startup_warnings(engine, worker_options.queues):
+            logging.getLogger("jobqueue.worker").warning(warning)
+            self.stderr.write(f"WARNING: {warning}")
         try:
             code = Worker(engine, worker_options).run()
         except JobqueueError as exc:

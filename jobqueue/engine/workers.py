@@ -1,0 +1,202 @@
+"""The worker registry, per-job logs and schedule state: bookkeeping beside the job state
+machine. None of it is a job transition, so none of it is a script or an event.
+
+- ``<prefix>:workers`` (zset: name -> last heartbeat ms) and ``<prefix>:worker:<name>`` (hash),
+  like RQ's ``rq:workers`` / ``rq:worker:<name>``. A worker whose heartbeat is older than
+  ``worker_dead_after`` is shown as dead; after ``worker_forget_after`` it is removed.
+- ``<prefix>:{<queue>}:log:<id>`` (list of JSON records), capped, expiring with the job.
+- ``<prefix>:schedules`` (hash): ``<name>:last`` (last tick ms), ``<name>:paused``,
+  ``<name>:job`` (id of the last job enqueued), one field each so no update overwrites another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from . import codec
+from .base import EngineBase, decode
+from .job import ms_to_datetime, split_job_id
+
+LOG_CAP = 500  # records kept per job
+LOG_MESSAGE_CAP = 4000  # characters kept per record
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    alive: bool
+    last_heartbeat: datetime | None
+    hostname: str = ""
+    pid: int = 0
+    queues: tuple[str, ...] = ()
+    concurrency: int = 0
+    birth: datetime | None = None
+    state: str = "dead"  # idle, busy, stopping; dead when the heartbeat stopped
+    current_jobs: tuple[str, ...] = ()
+    successful: int = 0
+    failed: int = 0
+    working_time: float = 0.0  # seconds spent running jobs
+
+
+class BookkeepingMixin(EngineBase):
+    def redis_time_ms(self) -> int:
+        """Now, on the Redis clock (the clock every lease and heartbeat is measured on)."""
+        try:
+            seconds, micros = self.client.time()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "time") from exc
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- worker registry ----------------------------------------------------------------
+
+    def worker_heartbeat(self, name: str, fields: Mapping[str, Any]) -> None:
+        """Record a worker's state and heartbeat (on the Redis clock)."""
+        now = self.redis_time_ms()
+        key = self.keys.worker(name)
+        mapping = {
+            k: (",".join(v) if isinstance(v, list | tuple) else v) for k, v in fields.items()
+        }
+        mapping["last_heartbeat"] = now
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping=mapping)
+            pipe.pexpire(key, int(self.config.worker_forget_after * 1000))
+            pipe.zadd(self.keys.workers, {name: now})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "worker_heartbeat") from exc
+
+    def worker_gone(self, name: str) -> None:
+        """A worker's clean exit: remove it from the registry."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self.keys.worker(name))
+            pipe.zrem(self.keys.workers, name)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "worker_gone") from exc
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every registered worker, live ones first; dead ones are marked ``alive=False``."""
+        try:
+            now = self.redis_time_ms()
+            entries = self.client.zrange(self.keys.workers, 0, -1, withscores=True)
+            pipe = self.client.pipeline(transaction=False)
+            for name, _ in entries:
+                pipe.hgetall(self.keys.worker(decode(name)))
+            hashes = pipe.execute() if entries else []
+        except redis.RedisError as exc:
+            raise self.translate(exc, "workers") from exc
+        out = []
+        for (raw_name, score), raw in zip(entries, hashes, strict=True):
+            h = {decode(k): decode(v) for k, v in raw.items()}
+            alive = now - score < self.config.worker_dead_after * 1000
+            out.append(
+                WorkerInfo(
+                    name=decode(raw_name),
+                    alive=alive,
+                    last_heartbeat=ms_to_datetime(int(score)),
+                    hostname=h.get("hostname", ""),
+                    pid=int(h.get("pid") or 0),
+                    queues=tuple(q for q in h.get("queues", "").split(",") if q),
+                    concurrency=int(h.get("concurrency") or 0),
+                    birth=ms_to_datetime(h.get("birth")),
+                    state=h.get("state", "unknown") if alive else "dead",
+                    current_jobs=tuple(j for j in h.get("current_jobs", "").split(",") if j),
+                    successful=int(h.get("successful") or 0),
+                    failed=int(h.get("failed") or 0),
+                    working_time=float(h.get("working_time") or 0),
+                )
+            )
+        out.sort(key=lambda w: (not w.alive, w.name))
+        return out
+
+    def forget_dead_workers(self) -> int:
+        """Remove workers whose heartbeat stopped longer than ``worker_forget_after`` ago."""
+        try:
+            cutoff = self.redis_time_ms() - int(self.config.worker_forget_after * 1000)
+            names = self.client.zrangebyscore(self.keys.workers, "-inf", cutoff)
+            if names:
+                pipe = self.client.pipeline(transaction=False)
+                for name in names:
+                    pipe.delete(self.keys.worker(decode(name)))
+                pipe.zrem(self.keys.workers, *names)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "forget_dead_workers") from exc
+        return len(names)
+
+    # -- per-job logs ----------------------------------------------------------------------
+
+    def append_logs(self, job_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Keep log records written by the task while it ran (the last LOG_CAP of them)."""
+        if not records:
+            return
+        queue, local_id = split_job_id(job_id)
+        key = self.qkeys(queue).log(local_id)
+        encoded = [
+            codec.encode({**r, "msg": str(r.get("msg", ""))[:LOG_MESSAGE_CAP]}) for r in records
+        ]
+        ttl = max(self.config.failed_ttl, self.config.result_ttl) * 1000
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(key, *encoded)
+            pipe.ltrim(key, -LOG_CAP, -1)
+            pipe.pexpire(key, ttl)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "append_logs", queue) from exc
+
+    def logs(self, job_id: str) -> list[dict[str, Any]]:
+        queue, local_id = split_job_id(job_id)
+        try:
+            raw = self.client.lrange(self.qkeys(queue).log(local_id), 0, -1)
+        except redis.RedisError as exc:
+            raise self.translate(exc, "logs", queue) from exc
+        records = []
+        for item in raw:
+            try:
+                record = codec.loads(item)
+            except ValueError:
+                record = {"msg": item.decode(errors="replace"), "level": "?"}
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    # -- schedule state --------------------------------------------------------------------
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{name: {"last": ms, "paused": "1", "job": id}}`` for each schedule (fields present
+        only when set)."""
+        if not names:
+            return {}
+        fields = [f"{n}:{part}" for n in names for part in ("last", "paused", "job")]
+        try:
+            values = self.client.hmget(self.keys.schedules, fields)
+        except redis.RedisError as exc:
+            raise self.translate(exc, "schedule_states") from exc
+        states: dict[str, dict[str, str]] = {n: {} for n in names}
+        for field_name, value in zip(fields, values, strict=True):
+            if value is not None:
+                name, _, part = field_name.rpartition(":")
+                states[name][part] = decode(value)
+        return states
+
+    def set_schedule_state(self, name: str, **parts: str | int | None) -> None:
+        """Set (or, with None, clear) fields of one schedule's state."""
+        key = self.keys.schedules
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for part, value in parts.items():
+                if value is None:
+                    pipe.hdel(key, f"{name}:{part}")
+                else:
+                    pipe.hset(key, f"{name}:{part}", value)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise self.translate(exc, "set_schedule_state") from exc

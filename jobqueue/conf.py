@@ -148,6 +148,9 @@ OPTIONS: dict[str, Option] = {
         "Extra modules imported to find tasks, besides each installed app's tasks module.",
     ),
     "MIRROR": Option(True, _check_bool, "Run the Redis-to-database mirror inside runworker."),
+    "MIRROR_RETENTION_DAYS": Option(
+        30, _positive_number(), "Days the database keeps the rows of finished jobs."
+    ),
     "SCHEDULES": Option(
         {},
         _check_dict,

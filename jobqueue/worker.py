@@ -20,6 +20,7 @@ from typing import Any
 
 from .engine import ConnectionFailed, Engine, JobqueueError, JobState
 from .engine.lease import Failure, Success
+from .mirror_process import MirrorProcess
 from .worker_duties import Duties
 from .worker_pool import Child, InFlight, Pool
 from .worker_upkeep import Upkeep
@@ -41,6 +42,7 @@ class WorkerOptions:
     burst_wait: float = 1.0  # in burst mode, also wait for jobs due this soon
     timeout_grace: float = 1.0  # hard kill this long after a job's soft timeout
     schedules: bool = True  # run the periodic-schedule ticker
+    mirror: bool = False  # run a mirror process beside the children
 
 
 class Worker(Upkeep):
@@ -56,9 +58,9 @@ class Worker(Upkeep):
             engine.client, [engine.qkeys(q).wake for q in options.queues], options.idle_poll
         )
         self.wake_r, self.wake_w = socket.socketpair()
-        self.pool = Pool(
-            options.concurrency, parent_fds=[self.wake_r.fileno(), self.wake_w.fileno()]
-        )
+        parent_fds = [self.wake_r.fileno(), self.wake_w.fileno()]
+        self.pool = Pool(options.concurrency, parent_fds=parent_fds)
+        self.mirror = MirrorProcess(parent_fds) if options.mirror else None
         self.successes: list[Success] = []
         self.failures: list[Failure] = []
         self.releases: list[InFlight] = []
@@ -86,6 +88,8 @@ class Worker(Upkeep):
             self._status,
             self._scheduler(),
         )
+        if self.mirror is not None:
+            self.mirror.start()
         self.pool.start()
         logger.info(
             "worker_started name=%s queues=%s concurrency=%d pid=%d",
@@ -101,6 +105,8 @@ class Worker(Upkeep):
                 self._flush()
                 self._housekeeping()
                 self.duties.run()
+                if self.mirror is not None:
+                    self.mirror.watch()
         finally:
             self._shutdown()
             self.duties.stopped()
@@ -187,6 +193,8 @@ class Worker(Upkeep):
     def _shutdown(self) -> None:
         self.listener.close()
         self.pool.stop_all()
+        if self.mirror is not None:  # a burst worker leaves the database up to date
+            self.mirror.stop(drain=self.options.burst and not self.signals)
         signal.set_wakeup_fd(-1)
         self.wake_r.close()
         self.wake_w.close()

@@ -180,3 +180,10 @@ def chatty(lines: int = 3) -> int:
         log.info("line %d of %d", n + 1, lines)
     log.warning("careful <b>bold</b>")
     return lines
+
+
+@task
+def fail_first_time(label: str) -> str:
+    if client().incr(key(f"first:{label}")) == 1:
+        raise RuntimeError("first attempt fails")
+    return f"{label} ok"

@@ -69,7 +69,7 @@ class Mirror:
             recovering = self.recovering  # a recovery read of nothing is not the end
             applied = self.step(block=False)
             total += applied
-            if not applied and not recovering:
+            if not applied and not recovering and not self.recovering:
                 break
         return total
 
@@ -94,8 +94,9 @@ class Mirror:
         if now >= self.next_claim:
             self.next_claim = now + CLAIM_IDLE_MS / 1000
             self._take_over(streams)
-        start = "0" if self.recovering else ">"
-        replies = self._read({key: start for key in streams}, block and not self.recovering)
+        pending = self.recovering
+        start = "0" if pending else ">"
+        replies = self._read({key: start for key in streams}, block and not pending)
         events: list[Event] = []
         acks: dict[str, list[Any]] = {}
         for key, entries in replies:
@@ -106,7 +107,7 @@ class Mirror:
                     event = parse_event(streams[key], entry_id, fields)
                     if event is not None:
                         events.append(event)
-        if self.recovering and not acks:
+        if pending and not acks:
             self.recovering = False
         if events:
             write(build(self.engine, events))
@@ -260,24 +261,38 @@ def rebuild(engine: Engine, page: int = 1000) -> dict[str, int]:
                 seen.update(ids)
                 offset += page
     active = [s.value for s in JobState if s not in FINISHED_STATES]
+    unseen = [
+        job_id
+        for job_id in Job.objects.filter(status__in=active).values_list("id", flat=True)
+        if job_id not in seen
+    ]
     lost = 0
-    for row in Job.objects.filter(status__in=active).only("id").iterator():
-        if row.id not in seen:
-            Job.objects.filter(id=row.id).update(
+    for start in range(0, len(unseen), page):
+        chunk = unseen[start : start + page]
+        # A job that changed state between two pages above was not seen, yet it is there.
+        moved = [row_from_job(job) for job in engine.find(chunk)]
+        with transaction.atomic():
+            for first in range(0, len(moved), 400):
+                _upsert_jobs(moved[first : first + 400])
+            gone = set(chunk) - {row.id for row in moved}
+            lost += Job.objects.filter(id__in=gone, status__in=active).update(
                 status=JobState.FAILED.value,
                 reason="lost: Redis no longer holds this job",
                 finished_at=timezone.now(),
             )
-            lost += 1
+        copied += len(moved)
     return {"copied": copied, "lost": lost}
 
 
 def prune(days: float, batch: int = 5000) -> int:
     """Delete rows of jobs that finished more than ``days`` ago (and their transitions)."""
-    cutoff = timezone.now() - timedelta(days=days)
+    try:
+        cutoff = timezone.now() - timedelta(days=days)
+    except OverflowError:  # further back than dates go (days=inf): nothing is that old
+        cutoff = None
     finished = [s.value for s in FINISHED_STATES]
     deleted = 0
-    while True:
+    while cutoff is not None:
         ids = list(
             Job.objects.filter(status__in=finished, finished_at__lt=cutoff).values_list(
                 "id", flat=True

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .engine import CorruptJob, Engine, JobNotFound, codec
 from .engine.job import Job as EngineJob
-from .models import Job, JobTransition, QueueStat
+from .models import FINISHED_STATUSES, Job, JobTransition, QueueStat
 
 CHUNK = 400
 JOB_COLUMNS = [f for f in Job._meta.concrete_fields if f.name != "updated_at"]
@@ -206,39 +206,49 @@ def build(engine: Engine, events: list[Event]) -> Batch:
         row = existing.get(job_id)
         current = row.version if row else 0
         fresh = [e for e in job_events if e.version > current or e.state == "deleted"]
-        if not fresh:
-            continue
         if any(e.state == "deleted" for e in fresh):
             batch.deleted.add(job_id)
             continue
-        for event in fresh:
-            batch.transitions.append(
-                JobTransition(
-                    job_id=job_id,
-                    version=event.version,
-                    status=event.state,
-                    at=to_datetime(event.at_ms) or timezone.now(),
-                    changes=event.changes,
-                )
-            )
-        contiguous = all(e.version == current + i + 1 for i, e in enumerate(fresh))
-        if contiguous:
-            row = row or Job(id=job_id, queue=fresh[0].queue)
-            for event in fresh:
-                _count(batch, row, event)
-                apply_changes(row, event.changes)
-                row.status, row.version = event.state, event.version
-        else:
-            try:
-                row = row_from_job(engine.get(job_id))
-            except (JobNotFound, CorruptJob):
-                if row is None:
-                    continue  # gone from Redis and never seen: nothing to copy
-                row.status, row.version = fresh[-1].state, fresh[-1].version
+        if fresh:
+            contiguous = all(e.version == current + i + 1 for i, e in enumerate(fresh))
+            if contiguous:
+                row = row or Job(id=job_id, queue=fresh[0].queue)
                 for event in fresh:
-                    apply_changes(row, event.changes)
-        batch.rows[job_id] = row
+                    _count(batch, row, event)
+                    _apply(row, event)
+            else:
+                try:
+                    row = row_from_job(engine.get(job_id))
+                except (JobNotFound, CorruptJob):
+                    if row is None:
+                        continue  # gone from Redis and never seen: nothing to copy
+                    for event in fresh:
+                        _apply(row, event)
+            batch.rows[job_id] = row
+        elif row is None:
+            continue
+        # Every event of a job with a row joins its timeline, late ones too (another mirror
+        # process applied newer events first); replays hit the unique (job, version) and are
+        # ignored.
+        batch.transitions += [
+            JobTransition(
+                job_id=job_id,
+                version=event.version,
+                status=event.state,
+                at=to_datetime(event.at_ms) or timezone.now(),
+                changes=event.changes,
+            )
+            for event in job_events
+            if event.version > 0
+        ]
     return batch
+
+
+def _apply(row: Job, event: Event) -> None:
+    apply_changes(row, event.changes)
+    row.status, row.version = event.state, event.version
+    if event.state in FINISHED_STATUSES:
+        row.cancel_requested = False  # every script that ends a job drops its cancel request
 
 
 def _count(batch: Batch, row: Job, event: Event) -> None:

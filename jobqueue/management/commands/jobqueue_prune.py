@@ -28,7 +28,7 @@ class Command(BaseCommand):
             days = float(days)
         except ValueError:
             raise CommandError(f"--days {days!r} is not a number.") from None
-        if days < 0:
+        if not days >= 0:  # also refuses nan
             raise CommandError(f"--days {days} must be zero or more.")
         deleted = prune(days)
         self.stdout.write(f"Deleted {deleted} rows of jobs finished over {days:g} days ago.")

@@ -10,6 +10,7 @@ Environment variables:
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import django
@@ -101,7 +102,7 @@ REDIS_URL = (
     or "redis://127.0.0.1:6379/0"
 )
 
-JOBQUEUE = {
+JOBQUEUE: dict[str, Any] = {
     "REDIS_URL": REDIS_URL,
     "PREFIX": os.environ.get("JOBQUEUE_PREFIX", "jq"),
 }

@@ -26,5 +26,6 @@ JOBQUEUE = {
     "LEASE_SECONDS": float(os.environ.get("JOBQUEUE_LEASE_SECONDS", "30")),
     "MAX_STALLS": int(os.environ.get("JOBQUEUE_MAX_STALLS", "3")),
     "WORKER_DEAD_AFTER": float(os.environ.get("JOBQUEUE_WORKER_DEAD_AFTER", "15")),
+    "MIRROR": os.environ.get("JOBQUEUE_MIRROR", "0") == "1",
     "SCHEDULES": json.loads(os.environ.get("JOBQUEUE_TEST_SCHEDULES", "{}")),
 }

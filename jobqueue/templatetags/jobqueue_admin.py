@@ -70,7 +70,7 @@ def jobqueue_date_hierarchy(cl: Any) -> dict[str, Any]:
     year, month, day = (cl.params.get(f) for f in (year_field, month_field, day_field))
     year, month, day = (v[-1] if isinstance(v, list) else v for v in (year, month, day))
     if year and month and day:
-        return date_hierarchy(cl)  # a single day: Django's tag runs no query for it
+        return date_hierarchy(cl) or {"show": False}  # one day: no query in Django's tag
 
     def link(filters: dict) -> str:
         return cl.get_query_string(filters, [f"{field}__"])

@@ -13,6 +13,8 @@ import signal
 import time
 from typing import Any
 
+from .worker_child import CHILD_SIGNALS, prepare_forked, start_blocked
+
 logger = logging.getLogger("jobqueue.mirror")
 
 
@@ -30,19 +32,11 @@ def _on_drain(signum: int, frame: Any) -> None:
 
 
 def mirror_main(parent_pid: int, inherited_fds: list[int]) -> None:
-    from .worker_child import _die_with_parent
-
-    _die_with_parent()
-    if os.getppid() != parent_pid:
-        os._exit(0)
-    for fd in inherited_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    prepare_forked(parent_pid, inherited_fds)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGUSR2, _on_drain)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)  # one sent already arrives now
     from .conf import get_engine
     from .mirror import Mirror
 
@@ -74,7 +68,7 @@ class MirrorProcess:
             name="jobqueue-mirror",
             daemon=True,
         )
-        self.process.start()
+        start_blocked(self.process)  # stopped at once, it still drains
         self.next_start = time.monotonic() + self.RESTART_AFTER
 
     def watch(self) -> None:

@@ -55,22 +55,46 @@ def decode_job(message: dict) -> tuple[str, str, Job | None, CorruptJob | None]:
         return job_id, token, None, exc
 
 
-def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> None:
-    """Entry point of a forked child."""
+# Signals a forked process must not receive before its handlers exist (their default action
+# would kill it): the parent blocks them around fork(), the child unblocks them when ready.
+CHILD_SIGNALS = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGALRM}
+
+
+def start_blocked(process: Any) -> None:
+    """Start a fork-context ``process`` with CHILD_SIGNALS blocked until it is ready."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def prepare_forked(parent_pid: int, inherited_fds: list[int]) -> None:
+    """First steps of any process forked by a worker: die with the parent, and drop what was
+    the parent's (its signal wake-up fd, its sockets, other children's pipes)."""
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before we could ask to die with it
         os._exit(0)
-    for fd in inherited_fds:  # the parent's sockets and other children's pipes
+    # The inherited wake-up fd would be written to on every signal; once closed, its number is
+    # reused (a database file, a socket), so unset it first.
+    signal.set_wakeup_fd(-1)
+    for fd in inherited_fds:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> None:
+    """Entry point of a forked child."""
+    prepare_forked(parent_pid, inherited_fds)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, _on_stop)
     from .execution import execute, install_handlers
 
     install_handlers()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
     while True:
         try:
             message = codec.loads(conn.recv_bytes())

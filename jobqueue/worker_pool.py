@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections
 
 from .engine import Claimed, codec
-from .worker_child import child_main
+from .worker_child import child_main, start_blocked
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Pool:
             name=f"jobqueue-child-{index}",
             daemon=True,
         )
-        process.start()
+        start_blocked(process)
         child_conn.close()
         child = Child(index, process, parent_conn)
         self.children[index] = child

@@ -87,7 +87,7 @@ class EngineBase:
     def _init_queue(self, queue: str, lost: str) -> str:
         keys = self.qkeys(queue)
         try:
-            raw = self.scripts.init_queue(keys=[keys.meta], args=[secrets.token_hex(8), lost])
+            raw = self.scripts.run("init_queue", [keys.meta], [secrets.token_hex(8), lost])
             self.client.sadd(self.keys.queues, queue)
         except redis.RedisError as exc:
             raise self._translate(exc, "init_queue") from exc
@@ -112,9 +112,8 @@ class EngineBase:
 
     def run(self, name: str, queue: str, keys: list[str], args: list[Any]) -> Any:
         """Run script ``name`` for ``queue``, passing the queue's epoch as ARGV[1]."""
-        script = getattr(self.scripts, name)
         try:
-            return script(keys=keys, args=[self.epoch(queue), *args])
+            return self.scripts.run(name, keys, [self.epoch(queue), *args])
         except redis.RedisError as exc:
             raise self._translate(exc, name, queue) from exc
 
@@ -122,13 +121,14 @@ class EngineBase:
         """Run several ``(script, queue, keys, args)`` calls in one round trip; returns the
         replies in order, raising the first error (translated). On Redis Cluster, whose
         pipelines cannot run scripts, the calls run one after the other."""
-        if self.cluster:
+        if self.cluster or len(calls) == 1:
             return [self.run(name, queue, keys, args) for name, queue, keys, args in calls]
         pipe = self.client.pipeline(transaction=False)
-        for name, queue, keys, args in calls:
-            getattr(self.scripts, name)(keys=keys, args=[self.epoch(queue), *args], client=pipe)
+        prepared = [(name, keys, [self.epoch(queue), *args]) for name, queue, keys, args in calls]
+        for name, keys, args in prepared:
+            self.scripts.queue(pipe, name, keys, args)
         try:
-            replies = pipe.execute(raise_on_error=False)
+            replies = self.scripts.retry_unknown(prepared, pipe.execute(raise_on_error=False))
         except redis.RedisError as exc:
             raise self._translate(exc, calls[0][0]) from exc
         for (name, queue, _, _), reply in zip(calls, replies, strict=True):

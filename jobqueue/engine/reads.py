@@ -132,7 +132,7 @@ class ReadsMixin(EngineBase):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                state = decode(self.scripts.wait_prepare(keys=[qk.job(local_id)], args=[]))
+                state = decode(self.scripts.run("wait_prepare", [qk.job(local_id)], []))
             except redis.RedisError as exc:
                 raise self.translate(exc, "wait_prepare", queue) from exc
             if not state:

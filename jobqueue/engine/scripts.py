@@ -1,14 +1,19 @@
 """Loads the Lua scripts in ``scripts/`` (one per transition) and runs them by SHA.
 
 Each script is ``_lib.lua`` followed by the script's own file; its header documents KEYS, ARGV
-and the return value. redis-py's ``Script`` runs it with EVALSHA and loads it on NOSCRIPT.
+and the return value. Scripts run with EVALSHA; a server that does not know a script (it was
+restarted, or SCRIPT FLUSH ran) answers NOSCRIPT, and the script is loaded and run again. In a
+pipeline, only the calls that got NOSCRIPT are run again: a script that ran is never repeated.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 SCRIPT_NAMES = (
     "init_queue",
@@ -39,12 +44,36 @@ def source(name: str) -> str:
     return lib + "\n" + folder.joinpath(f"{name}.lua").read_text()
 
 
+@cache
+def sha(name: str) -> str:
+    return hashlib.sha1(source(name).encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+
 class Scripts:
-    """The registered scripts of one client: ``scripts.claim(keys=[...], args=[...])``."""
+    """Runs jobqueue's scripts on one client: ``scripts.run("claim", keys, args)``."""
 
     def __init__(self, client: Any) -> None:
+        self.client = client
         for name in SCRIPT_NAMES:
-            setattr(self, name, client.register_script(source(name)))
+            source(name)  # fail at start, not mid-flight, if a file is missing
 
-    def __getattr__(self, name: str) -> Any:  # for type checkers; set in __init__
-        raise AttributeError(f"No jobqueue script named {name!r}.")
+    def run(self, name: str, keys: list[Any], args: list[Any], client: Any = None) -> Any:
+        client = client or self.client
+        try:
+            return client.evalsha(sha(name), len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(source(name))
+            return client.evalsha(sha(name), len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, name: str, keys: list[Any], args: list[Any]) -> None:
+        """Add a call to a pipeline (without redis-py's SCRIPT EXISTS round trip)."""
+        pipe.evalsha(sha(name), len(keys), *keys, *args)
+
+    def retry_unknown(self, calls: list[tuple[str, list, list]], replies: list[Any]) -> list[Any]:
+        """Run again, one by one, the pipelined calls that got NOSCRIPT."""
+        out = list(replies)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                name, keys, args = calls[index]
+                out[index] = self.run(name, keys, args)
+        return out

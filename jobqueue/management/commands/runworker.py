@@ -108,6 +108,16 @@ class Command(BaseCommand):
             default="30",
             help="Seconds to let running jobs finish on SIGTERM (default 30).",
         )
+        parser.add_argument(
+            "--no-schedules",
+            action="store_true",
+            help="Do not fire periodic schedules from this worker.",
+        )
+        parser.add_argument(
+            "--no-mirror",
+            action="store_true",
+            help="Do not run the Redis-to-database mirror in this worker.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker_options = self.worker_options(options)
@@ -124,8 +134,10 @@ class Command(BaseCommand):
 
         try:
             autodiscover()
-        except ImportError as exc:
-            raise CommandError(f"A tasks module could not be imported: {exc}") from exc
+        except Exception as exc:  # a broken tasks module: say which, do not start
+            raise CommandError(
+                f"A tasks module could not be imported: {type(exc).__name__}: {exc}"
+            ) from exc
         engine = get_engine()
         try:
             engine.client.ping()
@@ -195,4 +207,6 @@ class Command(BaseCommand):
             max_jobs=max_jobs,
             prefetch=prefetch,
             shutdown_timeout=shutdown,
+            schedules=not options["no_schedules"],
+            mirror=bool(jobqueue_settings.MIRROR) and not options["no_mirror"],
         )

@@ -1,0 +1,81 @@
+"""jobqueue under the benchmark: enqueue through Django's task API, bulk through the engine,
+and ``manage.py runworker --concurrency 2`` (leases, events and the mirror on)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import System, main, percentile, spawn
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Jobqueue(System):
+    name = "jobqueue"
+
+    def setup(self) -> None:
+        os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+        os.environ["JOBQUEUE_REDIS_URL"] = self.redis_url
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from bench.jobs import noop, probe
+        from jobqueue.conf import get_engine
+
+        self.noop, self.probe, self.engine = noop, probe, get_engine()
+
+    def enqueue_one(self, i: int) -> None:
+        self.noop.enqueue()
+
+    def enqueue_bulk(self, n: int) -> None:
+        from jobqueue.engine import JobSpec
+
+        spec = JobSpec("bench.jobs.noop")
+        for start in range(0, n, 10000):
+            self.engine.enqueue_many([spec] * min(10000, n - start))
+
+    def enqueue_latency_probe(self, sent: float) -> None:
+        self.probe.enqueue(sent)
+
+    def start_workers(self) -> subprocess.Popen:
+        env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "JOBQUEUE_REDIS_URL": self.redis_url}
+        return spawn([sys.executable, "manage.py", "runworker", "--concurrency", "2"],
+                     env=env, cwd=str(ROOT))
+
+    def run_drain(self, n: int) -> dict[str, Any]:
+        from jobqueue.models import Job, JobTransition
+
+        JobTransition.objects.all().delete()
+        Job.objects.all().delete()
+        result = super().run_drain(n)
+        result.update(self.mirror_lag(n))
+        return result
+
+    def mirror_lag(self, n: int) -> dict[str, Any]:
+        """How far behind Redis the mirror's rows were written (p50 / p99, ms)."""
+        from jobqueue.models import Job
+
+        deadline = time.monotonic() + 120
+        while Job.objects.filter(status="succeeded").count() < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lags = [
+            (updated - finished).total_seconds() * 1000
+            for updated, finished in Job.objects.filter(status="succeeded")
+            .values_list("updated_at", "finished_at")
+            .iterator()
+        ]
+        return {"mirror_rows": len(lags), "mirror_lag_p50_ms": percentile(lags, 50),
+                "mirror_lag_p99_ms": percentile(lags, 99)}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main(Jobqueue)

@@ -1,0 +1,24 @@
+"""Django settings for benchmarking jobqueue: the demo site's, with the benchmark's task module,
+its own SQLite file for the mirror (``BENCH_DATABASE_URL``), and Redis at ``JOBQUEUE_REDIS_URL``."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from project.settings import *  # noqa: F403
+from project.settings import JOBQUEUE, database_from_url
+
+DATABASES = {
+    "default": database_from_url(
+        os.environ.get("BENCH_DATABASE_URL")
+        or f"sqlite:///{Path(tempfile.gettempdir()) / 'jobqueue-bench-mirror.sqlite3'}"
+    )
+}
+TASKS = {
+    "default": {
+        "BACKEND": "jobqueue.backends.RedisBackend",
+        "QUEUES": ["default", "emails", "reports"],
+    }
+}
+JOBQUEUE = {**JOBQUEUE, "TASK_MODULES": ["bench.jobs"], "PREFIX": "jqbench"}
+LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -197,11 +197,17 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
             pass
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, cwd: str | None = None
-          ) -> subprocess.Popen:
-    return subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def main(system_class: type[System]) -> None:

@@ -48,12 +48,22 @@ def python_for(system: str) -> str:
 
 
 def run_one(system: str, workload: str, redis_url: str, n: int, timeout: float) -> dict | None:
-    command = [python_for(system), "-m", f"bench.adapters.{system}", "--workload", workload,
-               "--redis", redis_url, "--n", str(n)]
+    command = [
+        python_for(system),
+        "-m",
+        f"bench.adapters.{system}",
+        "--workload",
+        workload,
+        "--redis",
+        redis_url,
+        "--n",
+        str(n),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_REDIS_URL": redis_url}
     try:
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         print(f"  {system} {workload}: timed out", file=sys.stderr)
         return None
@@ -70,11 +80,18 @@ def versions(systems: list[str]) -> dict[str, str]:
 
     import jobqueue
 
-    found = {"python": platform.python_version(), "django": django.get_version(),
-             "redis-py": redis.__version__, "jobqueue": jobqueue.__version__}
+    found = {
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "redis-py": redis.__version__,
+        "jobqueue": jobqueue.__version__,
+    }
     if any(s != "jobqueue" for s in systems):
-        listing = subprocess.run([python_for("huey"), "-m", "pip", "list", "--format", "json"],
-                                 capture_output=True, text=True).stdout
+        listing = subprocess.run(
+            [python_for("huey"), "-m", "pip", "list", "--format", "json"],
+            capture_output=True,
+            text=True,
+        ).stdout
         for item in json.loads(listing or "[]"):
             if item["name"].lower() in {*PEERS, "kombu", "redis", "celery"}:
                 found[f"peer {item['name']}"] = item["version"]
@@ -117,8 +134,13 @@ def collect(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, An
             if workload == "latency":
                 row["latency_p99"] = summary([r["p99"] for r in runs if "p99" in r])
             if workload == "drain" and system == "jobqueue":
-                row["mirror_lag_p99"] = summary([r["mirror_lag_p99_ms"] for r in runs
-                                                 if r.get("mirror_lag_p99_ms") is not None])
+                row["mirror_lag_p99"] = summary(
+                    [
+                        r["mirror_lag_p99_ms"]
+                        for r in runs
+                        if r.get("mirror_lag_p99_ms") is not None
+                    ]
+                )
         table[system] = row
     return table
 
@@ -134,41 +156,61 @@ def ratios(table: dict[str, dict[str, Any]]) -> list[str]:
             return None
         return max(found, key=lambda x: x[1]) if high else min(found, key=lambda x: x[1])
 
-    for key, label, target, high in [("drain", "drain", 1.5, True),
-                                     ("enqueue", "enqueue", 1.0, True),
-                                     ("bulk", "bulk enqueue", 5.0, True)]:
+    for key, label, target, high in [
+        ("drain", "drain", 1.5, True),
+        ("enqueue", "enqueue", 1.0, True),
+        ("bulk", "bulk enqueue", 5.0, True),
+    ]:
         peer = best(key, high)
         if peer and jq.get(key):
             ratio = jq[key]["median"] / peer[1]
-            lines.append(f"- {label}: jobqueue {jq[key]['median']:,.0f}/s vs fastest peer "
-                         f"{peer[0]} {peer[1]:,.0f}/s = **{ratio:.2f}×** (target ≥ {target}×)")
+            lines.append(
+                f"- {label}: jobqueue {jq[key]['median']:,.0f}/s vs fastest peer "
+                f"{peer[0]} {peer[1]:,.0f}/s = **{ratio:.2f}×** (target ≥ {target}×)"
+            )
     peer = best("latency_p99", high=False)
     if peer and jq.get("latency_p99"):
-        lines.append(f"- pickup latency p99: jobqueue {jq['latency_p99']['median']:.2f} ms vs best "
-                     f"peer {peer[0]} {peer[1]:.2f} ms (target ≤)")
+        lines.append(
+            f"- pickup latency p99: jobqueue {jq['latency_p99']['median']:.2f} ms vs best "
+            f"peer {peer[0]} {peer[1]:.2f} ms (target ≤)"
+        )
     memories = [r["memory"]["median"] for r in peers.values() if r.get("memory")]
     if memories and jq.get("memory"):
-        lines.append(f"- Redis bytes per queued job: jobqueue {jq['memory']['median']:.0f} vs "
-                     f"peers' median {statistics.median(memories):.0f} (target ≤)")
+        lines.append(
+            f"- Redis bytes per queued job: jobqueue {jq['memory']['median']:.0f} vs "
+            f"peers' median {statistics.median(memories):.0f} (target ≤)"
+        )
     if jq.get("mirror_lag_p99"):
-        lines.append(f"- mirror lag p99 at full drain speed: {jq['mirror_lag_p99']['median']:.0f} ms "
-                     "(target ≤ 1000 ms)")
+        lines.append(
+            f"- mirror lag p99 at full drain speed: {jq['mirror_lag_p99']['median']:.0f} ms "
+            "(target ≤ 1000 ms)"
+        )
     return lines
 
 
 def markdown(table: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
-    head = ("| system | enqueue, one call per job (jobs/s) | bulk enqueue (jobs/s) | drain, 2 worker "
-            "processes (jobs/s) | pickup latency p50 / p99 (ms) | Redis bytes per queued job | "
-            "idle worker RSS (MB) |\n|---|---|---|---|---|---|---|")
+    head = (
+        "| system | enqueue, one call per job (jobs/s) | bulk enqueue (jobs/s) | drain, 2 worker "
+        "processes (jobs/s) | pickup latency p50 / p99 (ms) | Redis bytes per queued job | "
+        "idle worker RSS (MB) |\n|---|---|---|---|---|---|---|"
+    )
     rows = []
     for system, r in table.items():
         latency = f"{fmt(r.get('latency'), 2)} / {fmt(r.get('latency_p99'), 2)}"
-        rows.append(f"| {system} | {fmt(r.get('enqueue'))} | {fmt(r.get('bulk'))} | "
-                    f"{fmt(r.get('drain'))} | {latency} | {fmt(r.get('memory'))} | "
-                    f"{fmt(r.get('rss'), 1)} |")
-    lines = [f"Medians of {meta['repeat']} runs (min–max), {meta['n']:,} jobs, "
-             f"{meta['machine']}, Redis {meta['redis']}, {meta['date']}.", "", head, *rows, "",
-             *ratios(table)]
+        rows.append(
+            f"| {system} | {fmt(r.get('enqueue'))} | {fmt(r.get('bulk'))} | "
+            f"{fmt(r.get('drain'))} | {latency} | {fmt(r.get('memory'))} | "
+            f"{fmt(r.get('rss'), 1)} |"
+        )
+    lines = [
+        f"Medians of {meta['repeat']} runs (min–max), {meta['n']:,} jobs, "
+        f"{meta['machine']}, Redis {meta['redis']}, {meta['date']}.",
+        "",
+        head,
+        *rows,
+        "",
+        *ratios(table),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,15 +228,19 @@ def main() -> None:
         install_peers()
     if args.smoke:
         args.n, args.repeat, args.systems = 200, 1, args.systems or "jobqueue"
-    systems = args.systems.split(",") if args.systems else ["jobqueue"] + (
-        [*PEERS, BASELINE] if (PEERS_VENV / "bin" / "python").exists() else [])
+    systems = (
+        args.systems.split(",")
+        if args.systems
+        else ["jobqueue"]
+        + ([*PEERS, BASELINE] if (PEERS_VENV / "bin" / "python").exists() else [])
+    )
     workloads = args.workloads.split(",")
     results: dict[str, dict[str, list[dict]]] = {s: {w: [] for w in workloads} for s in systems}
     with RedisServer() as server:
         client = server.client()
         redis_version = client.info("server")["redis_version"]
         for rep in range(args.repeat):
-            order = systems[rep % len(systems):] + systems[: rep % len(systems)]
+            order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
             for workload in workloads:
                 for system in order:
                     client.flushall()
@@ -202,19 +248,29 @@ def main() -> None:
                     started = time.monotonic()
                     result = run_one(system, workload, server.url, n, timeout=900)
                     took = time.monotonic() - started
-                    print(f"[{rep + 1}/{args.repeat}] {system:9} {workload:8} "
-                          f"{json.dumps(result)} ({took:.1f}s)", file=sys.stderr)
+                    print(
+                        f"[{rep + 1}/{args.repeat}] {system:9} {workload:8} "
+                        f"{json.dumps(result)} ({took:.1f}s)",
+                        file=sys.stderr,
+                    )
                     if result is not None:
                         results[system][workload].append(result)
     table = collect(results)
-    meta = {"n": args.n, "repeat": args.repeat, "machine": machine(), "redis": redis_version,
-            "date": time.strftime("%Y-%m-%d"), "versions": versions(systems)}
+    meta = {
+        "n": args.n,
+        "repeat": args.repeat,
+        "machine": machine(),
+        "redis": redis_version,
+        "date": time.strftime("%Y-%m-%d"),
+        "versions": versions(systems),
+    }
     text = markdown(table, meta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(text)
-    (out / "latest.json").write_text(json.dumps({"meta": meta, "results": results,
-                                                 "table": table}, indent=2))
+    (out / "latest.json").write_text(
+        json.dumps({"meta": meta, "results": results, "table": table}, indent=2)
+    )
     print(text)
     failed = [f"{s} {w}" for s, by in results.items() for w, runs in by.items() if not runs]
     if failed:

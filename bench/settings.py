@@ -1,5 +1,6 @@
-"""Django settings for benchmarking jobqueue: the demo site's, with the benchmark's task module,
-its own SQLite file for the mirror (``BENCH_DATABASE_URL``), and Redis at ``JOBQUEUE_REDIS_URL``."""
+"""Django settings for benchmarking jobqueue: the demo site's, with the benchmark's task
+module, its own SQLite file for the mirror (``BENCH_DATABASE_URL``), and Redis at
+``JOBQUEUE_REDIS_URL``."""
 
 import os
 import tempfile
@@ -14,6 +15,7 @@ DATABASES = {
         or f"sqlite:///{Path(tempfile.gettempdir()) / 'jobqueue-bench-mirror.sqlite3'}"
     )
 }
+DEBUG = False  # as in production: no query log, no debug cursor
 TASKS = {
     "default": {
         "BACKEND": "jobqueue.backends.RedisBackend",

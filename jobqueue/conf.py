@@ -53,6 +53,8 @@ def _positive_number(*, integer: bool = False, allow_zero: bool = False) -> Call
         kinds = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             return "must be a whole number" if integer else "must be a number"
+        if value != value:  # NaN
+            return "must be a number, not NaN"
         if value < 0 or (value == 0 and not allow_zero):
             return "must be zero or more" if allow_zero else "must be greater than zero"
         return None

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
 import signal
 import time
 import traceback
@@ -32,7 +33,6 @@ from .engine import (
     codec,
     default_registry,
 )
-from .engine.job import JobState
 from .engine.workers import LOG_CAP
 
 
@@ -106,8 +106,7 @@ def execute(job_id: str, token: str, job: Job | None, error: CorruptJob | None) 
 
 def _run_django_task(task: Any, job: Job, token: str, started: float) -> dict:
     backend = task.get_backend()
-    running = dataclasses.replace(job, state=JobState.RUNNING)
-    task_result = backend.to_result(running, task)
+    task_result = backend.to_result(job, task)  # a claimed job is running
     compat.task_started.send(sender=type(backend), task_result=task_result)
     args = list(job.args)
     if task.takes_context:
@@ -133,13 +132,20 @@ def _now() -> Any:
 
 
 class JobLogHandler(logging.Handler):
-    """Collects the log records a task writes while it runs, to keep them with the job."""
+    """Collects the log records a task writes while it runs, to keep them with the job.
+
+    One per process, on the root logger, installed once (installing one per job would make
+    logging rebuild every logger's level cache each time); it keeps records only while a job
+    runs."""
 
     def __init__(self, level: int) -> None:
         super().__init__(level)
         self.records: list[dict[str, Any]] = []
+        self.active = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.active:
+            return
         if len(self.records) >= LOG_CAP:
             del self.records[0]
         try:
@@ -158,27 +164,36 @@ class JobLogHandler(logging.Handler):
         )
 
 
+_capture: dict[int, JobLogHandler] = {}  # pid -> this process's handler
+
+
+def _log_handler() -> JobLogHandler:
+    handler = _capture.get(os.getpid())
+    if handler is None:
+        _capture.clear()
+        level = logging.getLevelName(jobqueue_settings.JOB_LOG_LEVEL)
+        handler = _capture[os.getpid()] = JobLogHandler(level)
+        root = logging.getLogger()
+        if root.level > level:
+            root.setLevel(level)  # once per process
+        root.addHandler(handler)
+    return handler
+
+
 class CapturedLogs:
-    """Attach a JobLogHandler to the root logger (lowering its level if needed) for one job,
-    then store what it caught with the job."""
+    """Keep the log records written during one job, then store them with the job."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.level = logging.getLevelName(jobqueue_settings.JOB_LOG_LEVEL)
-        self.handler = JobLogHandler(self.level)
+        self.handler = _log_handler()
 
     def __enter__(self) -> JobLogHandler:
-        root = logging.getLogger()
-        self.saved_level = root.level
-        if root.level > self.level:
-            root.setLevel(self.level)
-        root.addHandler(self.handler)
+        self.handler.records = []
+        self.handler.active = True
         return self.handler
 
     def __exit__(self, *exc: object) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self.handler)
-        root.setLevel(self.saved_level)
+        self.handler.active = False
         if self.handler.records:
             try:
                 get_engine().append_logs(self.job_id, self.handler.records)

@@ -24,13 +24,15 @@ from django.utils import timezone
 
 from .engine import Engine, JobqueueError
 from .engine.job import FINISHED_STATES, JobState
-from .mirror_apply import Event, build, parse_event, row_from_job, to_datetime, write
+from .mirror_apply import TOMBSTONE, Event, build, parse_event, row_from_job, to_datetime, write
+from .mirror_rows import refresh_settings
 from .models import Job, JobTransition, Queue, QueueStat, Schedule, Worker
 
 logger = logging.getLogger("jobqueue.mirror")
 GROUP = "jq-mirror"
 CLAIM_IDLE_MS = 30_000  # events a consumer left unacknowledged this long are taken over
 SNAPSHOT_EVERY = 1.0
+LINGER = 0.2  # seconds to wait after a small batch
 PRUNE_EVERY = 3600.0
 
 
@@ -53,14 +55,20 @@ class Mirror:
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         logger.info("mirror_started consumer=%s", self.consumer)
+        relax_sqlite_durability()
         while not should_stop():
             try:
-                self.step()
+                applied = self.step()
             except JobqueueError as exc:
                 logger.warning("mirror_step_failed error=%s", exc)
                 time.sleep(1)
+                continue
             finally:
                 close_old_connections()
+            if 0 < applied < self.batch:
+                # A small batch: let events gather a moment, so each commit (and its fsync)
+                # carries many of them. Keeps the lag well under a second.
+                time.sleep(LINGER)
 
     def drain(self, timeout: float = 30.0) -> int:
         """Apply everything there is now, then return how many events were applied."""
@@ -169,16 +177,21 @@ class Mirror:
     def _take_over(self, streams: dict[str, str]) -> None:
         """Claim the events another mirror process read but never acknowledged (it died)."""
         for key in streams:
+            cursor = "0-0"
             try:
-                self.engine.client.xautoclaim(
-                    key,
-                    GROUP,
-                    self.consumer,
-                    CLAIM_IDLE_MS,
-                    start_id="0-0",
-                    count=self.batch,
-                    justid=True,
-                )
+                for _ in range(1000):  # the whole pending list, a batch at a time
+                    # Without JUSTID: redis-py returns the scan cursor only then.
+                    reply = self.engine.client.xautoclaim(
+                        key,
+                        GROUP,
+                        self.consumer,
+                        CLAIM_IDLE_MS,
+                        start_id=cursor,
+                        count=self.batch,
+                    )
+                    cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+                    if cursor == "0-0":
+                        break
             except redis.RedisError as exc:
                 logger.warning("mirror_takeover_failed stream=%s error=%s", key, exc)
         self.recovering = True  # read what is now ours from the pending list
@@ -187,6 +200,7 @@ class Mirror:
 
     def snapshot(self) -> None:
         """Copy queue counts, the worker registry and the schedules."""
+        refresh_settings()
         for name in self.engine.queues():
             info = self.engine.queue_info(name)
             counts = {state.value: n for state, n in info.counts.items()}
@@ -243,6 +257,21 @@ class Mirror:
             Schedule.objects.exclude(name__in=list(schedules)).delete()
 
 
+def relax_sqlite_durability() -> None:
+    """On SQLite, the mirror's connection commits without waiting for the disk
+    (``synchronous = NORMAL``, safe in WAL mode): a crash may lose the last commits, which the
+    mirror replays or ``jobqueue_rebuild`` restores, since Redis holds the truth."""
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_relaxed, dispatch_uid="jobqueue.mirror.relaxed")
+
+
+def _relaxed(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA synchronous = NORMAL")
+
+
 def rebuild(engine: Engine, page: int = 1000) -> dict[str, int]:
     """Reconcile the rows with Redis: copy every job Redis holds; a row of an unfinished job
     that Redis no longer holds is marked failed (lost). Finished rows are kept: history."""
@@ -294,14 +323,18 @@ def prune(days: float, batch: int = 5000) -> int:
     deleted = 0
     while cutoff is not None:
         ids = list(
-            Job.objects.filter(status__in=finished, finished_at__lt=cutoff).values_list(
-                "id", flat=True
-            )[:batch]
+            # A job that finished before the cutoff was enqueued before it too: the range on
+            # enqueued_at walks an index, and there is none on finished_at to keep up.
+            Job.objects.filter(
+                enqueued_at__lt=cutoff, status__in=finished, finished_at__lt=cutoff
+            ).values_list("id", flat=True)[:batch]
         )
         if not ids:
             break
         with transaction.atomic():
             JobTransition.objects.filter(job_id__in=ids).delete()
             deleted += Job.objects.filter(id__in=ids).delete()[1].get(Job._meta.label, 0)
+    if cutoff is not None:  # tombstones of deleted jobs, as old
+        JobTransition.objects.filter(version=TOMBSTONE, at__lt=cutoff).delete()
     QueueStat.objects.filter(minute__lt=timezone.now() - timedelta(days=2)).delete()
     return deleted

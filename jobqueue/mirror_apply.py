@@ -5,9 +5,11 @@ are ignored (replays, out-of-order deliveries). When a job's events are not cont
 row (the stream was trimmed, or another mirror process holds the events in between), the job is
 read whole from Redis instead: Redis is the truth, the row a copy.
 
-Rows are written with one conditional upsert per chunk (``ON CONFLICT … WHERE version <
-excluded.version``, on PostgreSQL and SQLite alike), so concurrent mirror processes can never
-write an older version over a newer one.
+For speed, a batch touches each row once and writes only what changed: a new job's row is one
+conditional upsert (``ON CONFLICT … WHERE version < excluded.version``), a known job's change an
+``UPDATE … WHERE id = ? AND version < ?`` run with ``executemany`` per set of changed columns,
+timeline rows an ``INSERT … ON CONFLICT DO NOTHING``. The same SQL runs on PostgreSQL and
+SQLite, and concurrent mirror processes can never write an older version over a newer one.
 """
 
 from __future__ import annotations
@@ -21,128 +23,22 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .engine import CorruptJob, Engine, JobNotFound, codec
-from .engine.job import Job as EngineJob
-from .models import FINISHED_STATUSES, Job, JobTransition, QueueStat
+from .engine import Engine
+from .mirror_rows import (
+    COLUMNS,
+    DEFAULTS,
+    adapters,
+    arguments_text,
+    changes_to_columns,
+    refresh_settings,
+    row_columns,
+    row_from_job,
+    to_datetime,
+)
+from .models import FINISHED_STATUSES, Job, JobTransition, Queue, QueueStat
 
 CHUNK = 400
-JOB_COLUMNS = [f for f in Job._meta.concrete_fields if f.name != "updated_at"]
-
-
-def to_datetime(ms: Any) -> datetime | None:
-    if ms in (None, "", b""):
-        return None
-    value = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return value if settings.USE_TZ else timezone.make_naive(value)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or settings.USE_TZ:
-        return value
-    return timezone.make_naive(value)
-
-
-def _json(text: str, default: Any) -> Any:
-    if text == "":
-        return default
-    try:
-        return codec.loads(text)
-    except ValueError:
-        return text  # kept as text: the row shows what Redis holds
-
-
-def _arguments_text(row: Job) -> str:
-    return codec.encode([row.args, row.kwargs]).decode()[:10000]
-
-
-def apply_changes(row: Job, changes: dict[str, str]) -> None:
-    """Apply an event's changed job-hash fields (verbatim; '' clears) to a row."""
-    for name, value in changes.items():
-        if name == "task":
-            row.task = value
-        elif name in ("args", "kwargs"):
-            setattr(row, name, _json(value, [] if name == "args" else {}))
-            row.arguments_text = _arguments_text(row)
-        elif name == "prio":
-            row.priority = int(value or 0)
-        elif name == "max":
-            row.max_attempts = int(value or 1)
-        elif name == "timeout":
-            row.timeout = float(value) if value else None
-        elif name == "unique":
-            row.unique_key = value
-        elif name in ("enq", "run_at", "started", "last", "ended"):
-            column = {
-                "enq": "enqueued_at",
-                "run_at": "scheduled_for",
-                "started": "started_at",
-                "last": "last_attempted_at",
-                "ended": "finished_at",
-            }[name]
-            setattr(row, column, to_datetime(value))
-        elif name in ("att", "stalls"):
-            setattr(row, "attempts" if name == "att" else "stalls", int(value or 0))
-        elif name == "worker":
-            row.worker = value
-        elif name == "workers":
-            row.worker_ids = value.split()
-        elif name == "result":
-            row.result = _json(value, None)
-        elif name == "errors":
-            row.errors = _json(value, [])
-            last = row.errors[-1] if isinstance(row.errors, list) and row.errors else {}
-            row.error_class = str(last.get("c", ""))[:300] if isinstance(last, dict) else ""
-            row.error_traceback = str(last.get("tb", "")) if isinstance(last, dict) else ""
-        elif name == "progress":
-            row.progress = _json(value, None)
-        elif name == "cancel":
-            row.cancel_requested = value == "1"
-        elif name == "reason":
-            row.reason = value
-
-
-def row_from_job(job: EngineJob) -> Job:
-    """A whole row from the job as Redis holds it."""
-    last_error = job.errors[-1] if job.errors else None
-    row = Job(
-        id=job.id,
-        queue=job.queue,
-        task=job.task,
-        status=job.state.value,
-        version=job.version,
-        args=job.args,
-        kwargs=job.kwargs,
-        priority=job.priority,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        stalls=job.stalls,
-        timeout=job.timeout,
-        unique_key=job.unique_key or "",
-        enqueued_at=_aware(job.enqueued_at),
-        scheduled_for=_aware(job.run_at),
-        started_at=_aware(job.started_at),
-        last_attempted_at=_aware(job.last_attempted_at),
-        finished_at=_aware(job.finished_at),
-        worker=job.worker_ids[-1] if job.worker_ids else "",
-        worker_ids=list(job.worker_ids),
-        result=job.result if job.result_json is not None else None,
-        error_class=last_error.exception_class if last_error else "",
-        error_traceback=last_error.traceback if last_error else "",
-        errors=[
-            {
-                "c": e.exception_class,
-                "tb": e.traceback,
-                "n": e.attempt,
-                "at": int(e.at.timestamp() * 1000) if e.at else None,
-            }
-            for e in job.errors
-        ],
-        progress=job.progress,
-        cancel_requested=job.cancel_requested,
-        reason=job.reason or "",
-    )
-    row.arguments_text = _arguments_text(row)
-    return row
+__all__ = ["Batch", "Event", "build", "parse_event", "row_from_job", "to_datetime", "write"]
 
 
 @dataclass
@@ -160,11 +56,13 @@ class Event:
         return f"{self.queue}:{self.local_id}"
 
 
+CORE = frozenset({"id", "q", "s", "v", "t"})
+
+
 def parse_event(queue: str, entry_id: Any, fields: dict) -> Event | None:
-    f = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
     try:
-        core = {"id", "q", "s", "v", "t"}
-        changes = {k: v for k, v in f.items() if k not in core}
+        f = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        changes = {k: v for k, v in f.items() if k not in CORE}
         return Event(
             entry_id.decode(),
             f.get("q") or queue,
@@ -174,7 +72,7 @@ def parse_event(queue: str, entry_id: Any, fields: dict) -> Event | None:
             int(f["t"]),
             changes,
         )
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, AttributeError):
         return None  # not one of ours: skipped (and acknowledged)
 
 
@@ -182,9 +80,11 @@ def parse_event(queue: str, entry_id: Any, fields: dict) -> Event | None:
 class Batch:
     """What one batch of events does to the database."""
 
-    rows: dict[str, Job] = field(default_factory=dict)
+    full: dict[str, dict[str, Any]] = field(default_factory=dict)  # whole rows to upsert
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # known rows: new values
     deleted: set[str] = field(default_factory=set)
-    transitions: list[JobTransition] = field(default_factory=list)
+    restarted: set[str] = field(default_factory=set)  # ids reused by a new job: old timeline out
+    transitions: list[tuple[str, int, str, datetime, dict]] = field(default_factory=list)
     stats: dict[tuple[str, datetime], list[int]] = field(
         default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0])
     )
@@ -192,6 +92,7 @@ class Batch:
 
 
 def build(engine: Engine, events: list[Event]) -> Batch:
+    refresh_settings()
     batch = Batch()
     by_job: dict[str, list[Event]] = defaultdict(list)
     for event in events:
@@ -200,128 +101,259 @@ def build(engine: Engine, events: list[Event]) -> Batch:
         )
         if event.local_id:
             by_job[event.job_id].append(event)
-    existing = Job.objects.in_bulk(list(by_job))
+    known = _known(list(by_job))
+    gaps: dict[str, list[Event]] = {}
     for job_id, job_events in by_job.items():
         job_events.sort(key=lambda e: e.version)
-        row = existing.get(job_id)
-        current = row.version if row else 0
-        fresh = [e for e in job_events if e.version > current or e.state == "deleted"]
-        if any(e.state == "deleted" for e in fresh):
+        current, enqueued, started = known.get(job_id, (0, None, None))
+        if any(
+            e.state == "deleted" and (e.version > current or e.version == 0) for e in job_events
+        ):
             batch.deleted.add(job_id)
             continue
-        if fresh:
-            contiguous = all(e.version == current + i + 1 for i, e in enumerate(fresh))
-            if contiguous:
-                row = row or Job(id=job_id, queue=fresh[0].queue)
-                for event in fresh:
-                    _count(batch, row, event)
-                    _apply(row, event)
+        if current and _restarts(job_events[0], enqueued):  # the id of an expired job, reused
+            batch.restarted.add(job_id)
+            current, enqueued, started = 0, None, None
+        fresh = [e for e in job_events if e.version > current]
+        if fresh and all(e.version == current + i + 1 for i, e in enumerate(fresh)):
+            values: dict[str, Any] = {}
+            for event in fresh:
+                changes_to_columns(event.changes, values)
+                _count(
+                    batch,
+                    event,
+                    values.get("enqueued_at", enqueued),
+                    values.get("last_attempted_at", started),
+                )
+                values["status"], values["version"] = event.state, event.version
+                if event.state in FINISHED_STATUSES:
+                    values["cancel_requested"] = False  # the scripts drop it without an event
+            if current:
+                batch.changed[job_id] = values
             else:
-                try:
-                    row = row_from_job(engine.get(job_id))
-                except (JobNotFound, CorruptJob):
-                    if row is None:
-                        continue  # gone from Redis and never seen: nothing to copy
-                    for event in fresh:
-                        _apply(row, event)
-            batch.rows[job_id] = row
-        elif row is None:
-            continue
-        # Every event of a job with a row joins its timeline, late ones too (another mirror
-        # process applied newer events first); replays hit the unique (job, version) and are
-        # ignored.
-        batch.transitions += [
-            JobTransition(
-                job_id=job_id,
-                version=event.version,
-                status=event.state,
-                at=to_datetime(event.at_ms) or timezone.now(),
-                changes=event.changes,
-            )
-            for event in job_events
-            if event.version > 0
-        ]
+                batch.full[job_id] = {
+                    **DEFAULTS,
+                    "id": job_id,
+                    "queue": fresh[0].queue,
+                    "arguments_text": arguments_text([], {}),
+                    **values,
+                }
+        elif fresh:
+            gaps[job_id] = fresh if current else []
+        if current or job_id in batch.full or fresh:
+            batch.transitions += [
+                (job_id, e.version, e.state, to_datetime(e.at_ms) or timezone.now(), e.changes)
+                for e in job_events
+                if e.version > 0
+            ]
+    _read_whole(engine, batch, gaps)
+    _skip_tombstoned(batch)
     return batch
 
 
-def _apply(row: Job, event: Event) -> None:
-    apply_changes(row, event.changes)
-    row.status, row.version = event.state, event.version
-    if event.state in FINISHED_STATUSES:
-        row.cancel_requested = False  # every script that ends a job drops its cancel request
+def _restarts(first: Event, enqueued: datetime | None) -> bool:
+    enq = first.changes.get("enq")
+    return (
+        first.version == 1
+        and bool(enq)
+        and enqueued is not None
+        and (to_datetime(enq) or enqueued) > enqueued
+    )
 
 
-def _count(batch: Batch, row: Job, event: Event) -> None:
+def _read_whole(engine: Engine, batch: Batch, gaps: dict[str, list[Event]]) -> None:
+    """Jobs whose events do not follow their row: copy them whole from Redis. One that Redis
+    forgot meanwhile keeps its row, with what the events themselves say."""
+    found = set()
+    for job in engine.find(list(gaps)):
+        batch.full[job.id] = row_columns(row_from_job(job))
+        found.add(job.id)
+    for job_id, fresh in gaps.items():
+        if job_id not in found and fresh:
+            values: dict[str, Any] = {}
+            for event in fresh:
+                changes_to_columns(event.changes, values)
+                values["status"], values["version"] = event.state, event.version
+            batch.changed[job_id] = values
+
+
+TOMBSTONE = 2**62  # the version of the transition row left where a deleted job was
+
+
+def _known(job_ids: list[str]) -> dict[str, tuple]:
+    """id -> (version, enqueued_at, last_attempted_at) of the rows that exist (raw SQL: the
+    mirror asks this for every batch)."""
+    q = connection.ops.quote_name
+    out: dict[str, tuple] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            cursor.execute(
+                f"SELECT {q('id')}, {q('version')}, {q('enqueued_at')}, "  # noqa: S608
+                f"{q('last_attempted_at')} FROM {q(Job._meta.db_table)} "
+                f"WHERE {q('id')} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            for job_id, version, enqueued, started in cursor.fetchall():
+                out[job_id] = (version, _db_datetime(enqueued), _db_datetime(started))
+    return out
+
+
+def _db_datetime(value: Any) -> datetime | None:
+    """A datetime as a raw cursor returns it (text on SQLite), as Django would give it."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    if settings.USE_TZ and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _skip_tombstoned(batch: Batch) -> None:
+    """A job deleted from Redis leaves a tombstone (a transition row at version TOMBSTONE):
+    a late event of it, delivered after its delete, must not bring its row back. One indexed
+    query per batch. A later job that reuses the id (enqueued after the delete) is let in."""
+    new = [job_id for job_id in batch.full if job_id not in batch.changed]
+    if not new:
+        return
+    dead = dict(
+        JobTransition.objects.filter(job_id__in=new, version=TOMBSTONE).values_list("job_id", "at")
+    )
+    for job_id, at in dead.items():
+        enqueued = batch.full[job_id].get("enqueued_at")
+        if enqueued is None or enqueued <= at:
+            del batch.full[job_id]
+            batch.transitions = [t for t in batch.transitions if t[0] != job_id]
+        else:
+            batch.restarted.add(job_id)
+
+
+def _count(
+    batch: Batch, event: Event, enqueued: datetime | None, started: datetime | None
+) -> None:
     """Per-minute statistics: starts (with their wait) and ends (with their run time)."""
     at = to_datetime(event.at_ms)
     if at is None:
         return
     stat = batch.stats[(event.queue, at.replace(second=0, microsecond=0))]
-    if event.state == "running" and "att" in event.changes and row.enqueued_at:
+    if event.state == "running" and "att" in event.changes and enqueued:
         stat[4] += 1
-        stat[2] += max(int((at - row.enqueued_at).total_seconds() * 1000), 0)
+        stat[2] += max(int((at - enqueued).total_seconds() * 1000), 0)
     elif event.state in ("succeeded", "failed"):
         stat[0 if event.state == "succeeded" else 1] += 1
-        started = row.last_attempted_at
         if started:
             stat[3] += max(int((at - started).total_seconds() * 1000), 0)
 
 
 def write(batch: Batch) -> None:
-    with transaction.atomic():
-        rows = [r for job_id, r in batch.rows.items() if job_id not in batch.deleted]
-        for start in range(0, len(rows), CHUNK):
-            _upsert_jobs(rows[start : start + CHUNK])
+    adapt = adapters()
+    q = connection.ops.quote_name
+    with transaction.atomic(), connection.cursor() as cursor:
+        if batch.restarted:
+            JobTransition.objects.filter(job_id__in=list(batch.restarted)).delete()
+        rows = [r for job_id, r in batch.full.items() if job_id not in batch.deleted]
+        if rows:
+            _upsert(cursor, rows, adapt)
+        _update(cursor, batch.changed, adapt)
         if batch.transitions:
-            JobTransition.objects.bulk_create(
-                batch.transitions, ignore_conflicts=True, batch_size=CHUNK
+            table = connection.ops.quote_name(JobTransition._meta.db_table)
+            cursor.executemany(
+                f"INSERT INTO {table} (job_id, version, status, at, changes) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id, version) DO NOTHING",
+                [
+                    (job_id, version, state, adapt["finished_at"](at), adapt["errors"](changes))
+                    for job_id, version, state, at, changes in batch.transitions
+                ],
             )
         if batch.deleted:
             ids = list(batch.deleted)
             JobTransition.objects.filter(job_id__in=ids).delete()
             Job.objects.filter(id__in=ids).delete()
+            now = adapt["finished_at"](timezone.now())
+            cursor.executemany(
+                f"INSERT INTO {q(JobTransition._meta.db_table)} "  # noqa: S608
+                "(job_id, version, status, at, changes) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (job_id, version) DO NOTHING",
+                [(job_id, TOMBSTONE, "deleted", now, "{}") for job_id in ids],
+            )
         if batch.stats:
-            _add_stats(batch.stats)
+            _add_stats(cursor, batch.stats)
+        for queue, ms in batch.queues_touched.items():
+            at = to_datetime(ms)
+            Queue.objects.filter(name=queue).exclude(last_activity__gte=at).update(
+                last_activity=at
+            )
 
 
-def _upsert_jobs(rows: list[Job]) -> None:
-    """Insert or update rows, never replacing a newer version with an older one."""
-    table = connection.ops.quote_name(Job._meta.db_table)
-    names = [connection.ops.quote_name(str(f.column)) for f in JOB_COLUMNS]
-    updated = connection.ops.quote_name("updated_at")
-    now = timezone.now()
-    placeholders = "(" + ", ".join(["%s"] * (len(names) + 1)) + ")"
-    params: list[Any] = []
-    for row in rows:
-        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in JOB_COLUMNS]
-        params.append(Job._meta.get_field("updated_at").get_db_prep_save(now, connection))
-    assignments = ", ".join(f"{n} = excluded.{n}" for n in [*names, updated] if n != names[0])
-    version = connection.ops.quote_name("version")
+def _upsert(cursor: Any, rows: list[dict[str, Any]], adapt: dict) -> None:
+    """Insert or update whole rows, never replacing a newer version with an older one (or a
+    job with the earlier job that had its id)."""
+    q = connection.ops.quote_name
+    table = q(Job._meta.db_table)
+    columns = [str(f.column) for f in COLUMNS]
+    now = adapt["updated_at"](timezone.now())
+    names = [q(c) for c in [*columns, "updated_at"]]
+    assignments = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+    version, enqueued = q("version"), q("enqueued_at")
     # Only quoted column names are formatted in; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} ({', '.join(names)}, {updated}) VALUES "  # noqa: S608
-        f"{', '.join([placeholders] * len(rows))} "
+    cursor.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(names))}) "
         f"ON CONFLICT ({names[0]}) DO UPDATE SET {assignments} "
-        f"WHERE {table}.{version} < excluded.{version}"
+        f"WHERE {table}.{version} < excluded.{version} "
+        f"OR {table}.{enqueued} < excluded.{enqueued}",
+        [[*_params(row, columns, adapt), now] for row in rows],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
-def _add_stats(stats: dict[tuple[str, datetime], list[int]]) -> None:
+def _params(row: dict[str, Any], columns: list[str], adapt: dict) -> list[Any]:
+    """A row's parameters; a column still holding its default (the very object in
+    DEFAULTS) reuses that default's adapted value instead of converting it again."""
+    defaults = adapt.setdefault("__defaults__", {c: adapt[c](DEFAULTS[c]) for c in columns})
+    return [defaults[c] if row[c] is DEFAULTS[c] else adapt[c](row[c]) for c in columns]
+
+
+def _update(cursor: Any, changed: dict[str, dict[str, Any]], adapt: dict) -> None:
+    """Known rows: one UPDATE per set of changed columns, run for every row with that set."""
+    q = connection.ops.quote_name
+    now = adapt["updated_at"](timezone.now())
+    groups: dict[tuple[str, ...], list[tuple]] = defaultdict(list)
+    for job_id, values in changed.items():
+        columns = tuple(sorted(values))
+        groups[columns].append(
+            (*[adapt[c](values[c]) for c in columns], now, job_id, values["version"])
+        )
+    table = q(Job._meta.db_table)
+    for columns, params in groups.items():
+        assignments = ", ".join(f"{q(c)} = %s" for c in (*columns, "updated_at"))
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {q('id')} = %s "  # noqa: S608
+            f"AND {q('version')} < %s",
+            params,
+        )
+
+
+def _add_stats(cursor: Any, stats: dict[tuple[str, datetime], list[int]]) -> None:
     table = connection.ops.quote_name(QueueStat._meta.db_table)
-    minute_field = QueueStat._meta.get_field("minute")
     counters = ["succeeded", "failed", "wait_ms", "run_ms", "started"]
     params: list[Any] = []
     for (queue, minute), values in stats.items():
-        params += [queue, minute_field.get_db_prep_save(minute, connection), *values]
+        params += [queue, connection.ops.adapt_datetimefield_value(minute), *values]
     placeholders = "(" + ", ".join(["%s"] * (2 + len(counters))) + ")"
     # Only quoted identifiers are formatted in; every value is a parameter.
-    sql = (
+    cursor.execute(
         f"INSERT INTO {table} (queue, minute, {', '.join(counters)}) VALUES "  # noqa: S608
         f"{', '.join([placeholders] * len(stats))} "
-        f"ON CONFLICT (queue, minute) DO UPDATE SET "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
+        "ON CONFLICT (queue, minute) DO UPDATE SET "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters),
+        params,
     )
+
+
+def _upsert_jobs(rows: list[Job]) -> None:
+    """Upsert whole model rows (rebuild uses it)."""
+    adapt = adapters()
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        for start in range(0, len(rows), CHUNK):
+            _upsert(cursor, [row_columns(r) for r in rows[start : start + CHUNK]], adapt)

@@ -62,7 +62,6 @@ class Job(models.Model):
             models.Index(fields=["status", "-enqueued_at"], name="jq_job_status_enqueued"),
             models.Index(fields=["queue", "-enqueued_at"], name="jq_job_queue_enqueued"),
             models.Index(fields=["task", "-enqueued_at"], name="jq_job_task_enqueued"),
-            models.Index(fields=["status", "finished_at"], name="jq_job_status_finished"),
         ]
         permissions = [
             ("retry_job", "Can retry jobs"),
@@ -86,8 +85,13 @@ class Job(models.Model):
 class JobTransition(models.Model):
     """One state change of a job: its timeline, kept as long as the job's row."""
 
+    # No index of its own: the unique (job, version) constraint's index serves lookups by job.
     job = models.ForeignKey(
-        Job, on_delete=models.CASCADE, related_name="transitions", db_constraint=False
+        Job,
+        on_delete=models.CASCADE,
+        related_name="transitions",
+        db_constraint=False,
+        db_index=False,
     )
     version = models.PositiveBigIntegerField()
     status = models.CharField(max_length=16)
@@ -95,7 +99,7 @@ class JobTransition(models.Model):
     changes = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        ordering = ["job", "version"]
+        ordering = ["job_id", "version"]  # not "job": that would join (and hide) rows
         constraints = [
             models.UniqueConstraint(fields=["job", "version"], name="jq_transition_unique")
         ]

@@ -27,6 +27,7 @@ from .worker_upkeep import Upkeep
 from .worker_wake import WakeListener
 
 logger = logging.getLogger("jobqueue.worker")
+FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class WorkerOptions:
     name: str
     burst: bool = False
     max_jobs: int | None = None
-    prefetch: int = 2  # jobs held per child: the running one and the next
+    prefetch: int = 8  # jobs held per child: the running one and those waiting behind it
     shutdown_timeout: float = 30.0
     idle_poll: float = 1.0  # claim at least this often when idle (promotes due jobs)
     burst_wait: float = 1.0  # in burst mode, also wait for jobs due this soon
@@ -72,6 +73,7 @@ class Worker(Upkeep):
         self.next_renew = self.next_reap = 0.0
         self.signals = 0
         self.stopping_since: float | None = None
+        self.pending_since: float | None = None  # when the oldest unrecorded outcome came
         self.exit_code = 0
         self.working_time = 0.0
         self.duties: Duties | None = None
@@ -100,9 +102,8 @@ class Worker(Upkeep):
         )
         try:
             while not self._finished():
-                self._claim()
+                self._exchange()
                 self._wait()
-                self._flush()
                 self._housekeeping()
                 self.duties.run()
                 if self.mirror is not None:
@@ -188,7 +189,7 @@ class Worker(Upkeep):
         """Shutdown timeout: kill the children, give their jobs back (attempt not counted)."""
         for child in list(self.pool.children.values()):
             self.releases.extend(self.pool.kill(child))
-        self._flush()
+        self._exchange(force=True)
 
     def _shutdown(self) -> None:
         self.listener.close()
@@ -209,44 +210,134 @@ class Worker(Upkeep):
             free = min(free, self.options.max_jobs - self.claimed_total)
         return max(free, 0)
 
-    def _claim(self) -> None:
+    def _exchange(self, force: bool = False) -> None:
+        """One round trip to Redis: record the outcomes gathered, give back or abandon jobs,
+        and claim as many jobs as the children can take (from the first queue; the next ones
+        are asked in turn when it runs dry). Outcomes wait up to FLUSH_DELAY for company, and
+        claims wait until half the children's room is free, so each trip carries many jobs."""
+        want = self._claim_wanted()
+        if not (want or force or self._outcomes_due()):
+            return
+        successes, failures = self.successes, self.failures
+        releases, abandons = self.releases, self.abandons
+        calls, read = self.engine.finish_calls(successes, failures)
+        finishing = len(calls)
+        calls += [self.engine.release_call(j.job_id, j.claimed.token) for j in releases]
+        calls += [self.engine.abandon_call(j.job_id, j.claimed.token, why) for j, why in abandons]
+        outcomes = len(calls)
+        queue = self.options.queues[0]
+        if want:
+            calls.append(self.engine.claim_call(queue, self.options.name, want))
+        if not calls:
+            return
+        started = time.monotonic()
+        try:
+            replies = self.engine.run_batch(calls, raise_errors=False)
+        except ConnectionFailed as exc:
+            logger.warning("redis_unreachable pending=%d error=%s", outcomes, exc)
+            self.next_claim = time.monotonic() + 1.0  # outcomes are kept and sent again
+            return
+        if outcomes:
+            self._recorded(read, replies[:finishing], replies[finishing:outcomes])
+        if want:
+            self._claimed(queue, want, replies[-1], started)
+
+    def _claim_wanted(self) -> int:
+        """How many jobs to claim now (0: not now)."""
         free = self._capacity()
         now = time.monotonic()
         if self.next_due is not None and now >= self.next_due:
             self.maybe_ready, self.next_due = True, None
         if free <= 0 or not self.maybe_ready or now < self.next_claim:
-            return
-        self.next_due = None
-        for queue in self.options.queues:
+            return 0
+        room = self.options.prefetch * len(self.pool.children)
+        busy = room - sum(self.options.prefetch - len(c.jobs) for c in self.pool.children.values())
+        if busy and free < room / 2:
+            return 0  # wait for more room: claims of one job at a time cost a round trip each
+        return free
+
+    def _outcomes_due(self) -> bool:
+        if self.releases or self.abandons:
+            return True
+        if not (self.successes or self.failures):
+            self.pending_since = None
+            return False
+        now = time.monotonic()
+        if self.pending_since is None:
+            self.pending_since = now
+        return (
+            now - self.pending_since >= FLUSH_DELAY or not self._in_flight() or bool(self.signals)
+        )
+
+    def _recorded(self, read: Any, finish_replies: list, other_replies: list) -> None:
+        errors = [r for r in [*finish_replies, *other_replies] if isinstance(r, Exception)]
+        for error in errors:
+            logger.error("ack_failed error=%s", error)
+        if not errors:
+            finished = read(finish_replies)
+            for job_id, recorded in finished.completed.items():
+                self.succeeded += recorded
+                if not recorded:
+                    logger.warning("stale_result_discarded job=%s", job_id)
+            for job_id, state in finished.failed.items():
+                self.failed += state is not None
+                if state is None:
+                    logger.warning("stale_failure_discarded job=%s", job_id)
+            if other_replies or any(s is JobState.SCHEDULED for s in finished.failed.values()):
+                self.maybe_ready = True  # a retry or a job given back: claim again
+        self.successes, self.failures, self.releases, self.abandons = [], [], [], []
+        self.pending_since = None
+
+    def _claimed(self, queue: str, want: int, reply: Any, started: float) -> None:
+        if isinstance(reply, Exception):  # data loss (reported loudly by the engine), bad data
+            logger.error("claim_failed queue=%s error=%s", queue, reply)
+            got = 0
+        else:
+            got = self._take(queue, self.engine.read_claim(queue, reply, parse=False), started)
+        for other in self.options.queues[1:]:  # the next queues, in order of precedence
+            if got >= want:
+                return
             started = time.monotonic()
             try:
-                batch = self.engine.claim(queue, self.options.name, count=free)
+                batch = self.engine.claim(other, self.options.name, count=want - got, parse=False)
             except ConnectionFailed as exc:
-                logger.warning("claim_failed queue=%s error=%s", queue, exc)
+                logger.warning("claim_failed queue=%s error=%s", other, exc)
                 self.next_claim = time.monotonic() + 1.0
                 return
-            except JobqueueError as exc:  # data loss (reported loudly by the engine), bad data
-                logger.error("claim_failed queue=%s error=%s", queue, exc)
+            except JobqueueError as exc:
+                logger.error("claim_failed queue=%s error=%s", other, exc)
                 continue
-            if batch.next_due_ms is not None:
-                due = started + (batch.next_due_ms - batch.now_ms) / 1000
-                self.next_due = due if self.next_due is None else min(self.next_due, due)
-            for claimed in batch.jobs:
-                lease_left = (claimed.deadline_ms - batch.now_ms) / 1000
-                timeout = claimed.job.timeout if claimed.job is not None else None
-                self._assign(InFlight(claimed, timeout, started + lease_left))
-            free -= len(batch.jobs)
-            if free <= 0:
-                return  # there may be more: claim again when a child is free
-        self.maybe_ready = False
+            got += self._take(other, batch, started)
+        if got < want:
+            self.maybe_ready = False  # every queue ran dry: wait to be woken
 
-    def _assign(self, job: InFlight) -> None:
-        self.claimed_total += 1
-        child = min(self.pool.children.values(), key=lambda c: len(c.jobs))
-        try:
-            child.send(job)  # the job is the child's from here, even if the pipe broke
-        except OSError:
-            pass  # the child died: its sentinel reports it and its jobs are handed back
+    def _take(self, queue: str, batch: Any, started: float) -> int:
+        if batch.next_due_ms is not None:
+            due = started + (batch.next_due_ms - batch.now_ms) / 1000
+            self.next_due = due if self.next_due is None else min(self.next_due, due)
+        self._assign(
+            [
+                InFlight(c, c.timeout, started + (c.deadline_ms - batch.now_ms) / 1000)
+                for c in batch.jobs
+            ]
+        )
+        return len(batch.jobs)
+
+    def _assign(self, jobs: list[InFlight]) -> None:
+        """Share jobs among the children (fewest held first), one pipe message per child."""
+        self.claimed_total += len(jobs)
+        shares: dict[int, list[InFlight]] = {}
+        for job in jobs:
+            child = min(
+                self.pool.children.values(),
+                key=lambda c: len(c.jobs) + len(shares.get(c.index, ())),
+            )
+            shares.setdefault(child.index, []).append(job)
+        for index, share in shares.items():
+            try:
+                self.pool.children[index].send(share)  # the child's from here on
+            except OSError:
+                pass  # the child died: its sentinel reports it and its jobs are handed back
 
     # -- waiting and outcomes -------------------------------------------------------------
 
@@ -264,8 +355,12 @@ class Worker(Upkeep):
             timeout = min(timeout, self.listener.poll_interval)
         if self.next_due is not None:
             timeout = min(timeout, self.next_due - time.monotonic())
-        if self.maybe_ready and self._capacity() > 0:
+        if self._claim_wanted():
             timeout = 0
+        elif self.maybe_ready and time.monotonic() < self.next_claim:  # backing off
+            timeout = min(timeout, self.next_claim - time.monotonic())
+        if self.pending_since is not None:
+            timeout = min(timeout, self.pending_since + FLUSH_DELAY - time.monotonic())
         if self._pending() or self.signals:
             timeout = min(timeout, 0.05)
         ready = wait(readers, timeout=max(timeout, 0))
@@ -313,7 +408,7 @@ class Worker(Upkeep):
         elif message["ok"]:
             self.successes.append(Success(claimed.job_id, claimed.token, message["result"]))
         else:
-            attempt = claimed.job.attempts if claimed.job is not None else 0
+            attempt = claimed.attempts
             self.failures.append(
                 Failure(
                     claimed.job_id,
@@ -341,35 +436,3 @@ class Worker(Upkeep):
             self.releases.extend(jobs[1:])
         if not self.signals:
             self.pool.spawn(child.index)
-
-    # -- recording outcomes ---------------------------------------------------------------
-
-    def _flush(self) -> None:
-        if not self._pending():
-            return
-        successes, failures = self.successes, self.failures
-        releases, abandons = self.releases, self.abandons
-        calls = [self.engine.release_call(j.job_id, j.claimed.token) for j in releases]
-        calls += [self.engine.abandon_call(j.job_id, j.claimed.token, why) for j, why in abandons]
-        try:
-            finished = self.engine.finish_many(successes, failures)
-            if calls:
-                self.engine.run_batch(calls)
-        except ConnectionFailed as exc:
-            logger.warning("ack_failed pending=%d error=%s", len(successes) + len(failures), exc)
-            time.sleep(0.2)
-            return  # kept: retried next turn; the self-fence protects the leases meanwhile
-        except JobqueueError as exc:
-            logger.error("ack_failed error=%s", exc)
-        else:
-            for job_id, recorded in finished.completed.items():
-                self.succeeded += recorded
-                if not recorded:
-                    logger.warning("stale_result_discarded job=%s", job_id)
-            for job_id, state in finished.failed.items():
-                self.failed += state is not None
-                if state is None:
-                    logger.warning("stale_failure_discarded job=%s", job_id)
-            if calls or any(s is JobState.SCHEDULED for s in finished.failed.values()):
-                self.maybe_ready = True  # a retry or a job given back: claim again
-        self.successes, self.failures, self.releases, self.abandons = [], [], [], []

@@ -97,16 +97,17 @@ def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> N
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
     while True:
         try:
-            message = codec.loads(conn.recv_bytes())
+            messages = codec.loads(conn.recv_bytes())
         except (EOFError, OSError):
             break
-        job_id, token, job, error = decode_job(message)
-        if _Stop.requested:
-            outcome: dict = {"id": job_id, "skipped": True}
-        else:
-            outcome = execute(job_id, token, job, error)
-        try:
-            conn.send_bytes(codec.encode(outcome))
-        except (BrokenPipeError, OSError):
-            break
+        for message in messages:  # one message may carry several jobs, run in order
+            job_id, token, job, error = decode_job(message)
+            if _Stop.requested:
+                outcome: dict = {"id": job_id, "skipped": True}
+            else:
+                outcome = execute(job_id, token, job, error)
+            try:
+                conn.send_bytes(codec.encode(outcome))
+            except (BrokenPipeError, OSError):
+                os._exit(0)
     os._exit(0)

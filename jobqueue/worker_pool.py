@@ -48,17 +48,21 @@ class Child:
     def pid(self) -> int:
         return int(self.process.pid)
 
-    def send(self, job: InFlight) -> None:
-        claimed = job.claimed
-        message: dict[str, Any] = {"id": claimed.job_id, "token": claimed.token}
-        if claimed.error is not None:
-            message["error"] = str(claimed.error)
-        else:
-            message["fields"] = claimed.fields
+    def send(self, jobs: list[InFlight]) -> None:
+        """Hand jobs to the child, in one message; it runs them in order."""
+        messages = []
+        for job in jobs:
+            claimed = job.claimed
+            message: dict[str, Any] = {"id": claimed.job_id, "token": claimed.token}
+            if claimed.error is not None:
+                message["error"] = str(claimed.error)
+            else:
+                message["fields"] = claimed.fields
+            messages.append(message)
         if not self.jobs:
             self.current_since = time.monotonic()
-        self.jobs.append(job)
-        self.conn.send_bytes(codec.encode(message))
+        self.jobs.extend(jobs)
+        self.conn.send_bytes(codec.encode(messages))
 
     def finished(self, job_id: str) -> InFlight | None:
         """The child reported on its first job: drop it, the next one starts now."""

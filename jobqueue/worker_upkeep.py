@@ -124,7 +124,7 @@ class Upkeep:
                 child.index,
             )
             jobs = self.pool.kill(child)
-            attempt = job.claimed.job.attempts if job.claimed.job is not None else 0
+            attempt = job.claimed.attempts
             self.failures.append(
                 Failure(
                     job.job_id,

@@ -24,7 +24,7 @@ from jobqueue.conf import get_engine
 from jobqueue.engine import DataLossDetected, Engine, EngineConfig
 from jobqueue.engine.connection import create_client
 from jobqueue.mirror import GROUP, Mirror, prune, rebuild
-from jobqueue.mirror_apply import _upsert_jobs, build, parse_event, row_from_job, write
+from jobqueue.mirror_apply import TOMBSTONE, _upsert_jobs, build, parse_event, row_from_job, write
 from jobqueue.models import Job, JobTransition, Queue, QueueStat, Schedule, Worker
 from tests import sample_tasks as t
 from tests.conftest import ROOT, worker_env
@@ -373,11 +373,13 @@ def test_purged_and_deleted_jobs_lose_their_rows_and_timelines(jq):
     assert jq.purge("default", "succeeded") == 3
     mirror.drain()
     assert list(Job.objects.values_list("id", flat=True)) == [waiting]
-    assert not JobTransition.objects.filter(job_id__in=done).exists()
+    left = JobTransition.objects.filter(job_id__in=done).values_list("status", "version")
+    assert sorted(left) == [("deleted", TOMBSTONE)] * 3  # only their tombstones
 
     jq.delete(waiting)
     mirror.drain()
-    assert not Job.objects.exists() and not JobTransition.objects.exists()
+    assert not Job.objects.exists()
+    assert set(JobTransition.objects.values_list("status", flat=True)) == {"deleted"}
 
 
 def test_a_job_deleted_before_the_mirror_saw_it_never_gets_a_row(jq):
@@ -386,7 +388,9 @@ def test_a_job_deleted_before_the_mirror_saw_it_never_gets_a_row(jq):
     kept = jq.enqueue(ADD, [2, 2]).id
     Mirror(jq).drain()
     assert list(Job.objects.values_list("id", flat=True)) == [kept]
-    assert not JobTransition.objects.filter(job_id=gone).exists()
+    assert list(JobTransition.objects.filter(job_id=gone).values_list("status", flat=True)) == [
+        "deleted"  # only its tombstone
+    ]
 
 
 # -- several mirror processes ------------------------------------------------------------------
@@ -639,8 +643,9 @@ def test_prune_deletes_only_old_rows_of_finished_jobs(jq):
     ids = a_bit_of_everything(jq)
     Mirror(jq).drain()
     now = timezone.now()
-    Job.objects.filter(id=ids["done"]).update(finished_at=now - timedelta(days=40))
-    Job.objects.filter(id=ids["dead"]).update(finished_at=now - timedelta(days=10))
+    old, older = now - timedelta(days=10), now - timedelta(days=40)  # enqueued, then finished
+    Job.objects.filter(id=ids["done"]).update(enqueued_at=older, finished_at=older)
+    Job.objects.filter(id=ids["dead"]).update(enqueued_at=old, finished_at=old)
     Job.objects.filter(id=ids["queued"]).update(enqueued_at=now - timedelta(days=90))
     QueueStat.objects.create(queue="default", minute=now - timedelta(days=3))
 
@@ -657,6 +662,7 @@ def test_prune_deletes_only_old_rows_of_finished_jobs(jq):
     assert not Job.objects.filter(id=ids["dead"]).exists()
     call_command("jobqueue_prune", "--days", "inf", stdout=out)  # keep everything
     assert Job.objects.filter(id=ids["canceled"]).exists()
+    Job.objects.update(enqueued_at=now - timedelta(seconds=1))
     call_command("jobqueue_prune", "--days", "0", stdout=out)
     assert set(Job.objects.values_list("status", flat=True)) == {"queued", "running", "scheduled"}
 
@@ -792,11 +798,6 @@ def test_runworker_runs_the_mirror_unless_told_not_to(keyspace, tmp_path, flag):
 # -- known gaps: each fails today (strict, so a fix shows up here) -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a deleted job has no tombstone: an older event applied after the delete (taken "
-    "over from a crashed mirror, or held by another mirror process) creates the row again",
-)
 def test_a_late_event_of_a_deleted_job_does_not_bring_its_row_back(jq):
     job = jq.enqueue(ADD, [1, 1])
     jq.delete(job.id)
@@ -806,11 +807,6 @@ def test_a_late_event_of_a_deleted_job_does_not_bring_its_row_back(jq):
     assert not Job.objects.filter(id=job.id).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="versions start again at 1 when a job id is used again (idempotency_id, job_id) "
-    "after the first job expired: the new job's events are taken for stale ones",
-)
 def test_a_job_id_used_again_after_the_first_job_expired_is_mirrored(jq):
     first = jq.enqueue(ADD, [1, 1], idempotency_id="invoice-42")
     run_one(jq, result=2)
@@ -823,11 +819,6 @@ def test_a_job_id_used_again_after_the_first_job_expired_is_mirrored(jq):
     assert stored(second.id) == as_in_redis(jq, second.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release.lua deletes the 'workers' field of a job released by its only worker "
-    "without saying so in the event, so the row keeps that worker",
-)
 def test_a_released_job_is_mirrored_as_redis_holds_it(jq):
     job = jq.enqueue(ADD, [1, 1])
     [claimed] = jq.claim("default", "w1").jobs

@@ -263,6 +263,16 @@ def test_self_fencing_stops_the_job_before_its_lease_ends(private_redis, start_w
     assert job.id in worker.output()
     assert worker.process.poll() is None  # the worker itself keeps running
 
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu_seconds(worker.pid)
+    time.sleep(2)
+    used = cpu_seconds(worker.pid) - before
+    assert used < 0.5, f"the worker spins while Redis is away: {used:.2f} s of CPU in 2 s"
+
 
 def test_kill_storm(start_worker):
     """2,000 jobs, 3 workers of 2 children, 20+ SIGKILLs of busy workers: every job ends

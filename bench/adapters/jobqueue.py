@@ -47,8 +47,11 @@ class Jobqueue(System):
 
     def start_workers(self) -> subprocess.Popen:
         env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "JOBQUEUE_REDIS_URL": self.redis_url}
-        return spawn([sys.executable, "manage.py", "runworker", "--concurrency", "2"],
-                     env=env, cwd=str(ROOT))
+        return spawn(
+            [sys.executable, "manage.py", "runworker", "--concurrency", "2"],
+            env=env,
+            cwd=str(ROOT),
+        )
 
     def run_drain(self, n: int) -> dict[str, Any]:
         from jobqueue.models import Job, JobTransition
@@ -72,8 +75,11 @@ class Jobqueue(System):
             .values_list("updated_at", "finished_at")
             .iterator()
         ]
-        return {"mirror_rows": len(lags), "mirror_lag_p50_ms": percentile(lags, 50),
-                "mirror_lag_p99_ms": percentile(lags, 99)}
+        return {
+            "mirror_rows": len(lags),
+            "mirror_lag_p50_ms": percentile(lags, 50),
+            "mirror_lag_p99_ms": percentile(lags, 99),
+        }
 
 
 if __name__ == "__main__":

@@ -117,12 +117,23 @@ class EngineBase:
         except redis.RedisError as exc:
             raise self._translate(exc, name, queue) from exc
 
-    def run_batch(self, calls: list[tuple[str, str, list[str], list[Any]]]) -> list[Any]:
+    def run_batch(
+        self, calls: list[tuple[str, str, list[str], list[Any]]], raise_errors: bool = True
+    ) -> list[Any]:
         """Run several ``(script, queue, keys, args)`` calls in one round trip; returns the
-        replies in order, raising the first error (translated). On Redis Cluster, whose
-        pipelines cannot run scripts, the calls run one after the other."""
+        replies in order, raising the first error (translated), or with ``raise_errors=False``
+        putting each call's translated error in its place. On Redis Cluster, whose pipelines
+        cannot run scripts, the calls run one after the other."""
         if self.cluster or len(calls) == 1:
-            return [self.run(name, queue, keys, args) for name, queue, keys, args in calls]
+            out = []
+            for name, queue, keys, args in calls:
+                try:
+                    out.append(self.run(name, queue, keys, args))
+                except JobqueueError as exc:
+                    if raise_errors or isinstance(exc, ConnectionFailed):
+                        raise
+                    out.append(exc)
+            return out
         pipe = self.client.pipeline(transaction=False)
         prepared = [(name, keys, [self.epoch(queue), *args]) for name, queue, keys, args in calls]
         for name, keys, args in prepared:
@@ -131,10 +142,15 @@ class EngineBase:
             replies = self.scripts.retry_unknown(prepared, pipe.execute(raise_on_error=False))
         except redis.RedisError as exc:
             raise self._translate(exc, calls[0][0]) from exc
+        out = []
         for (name, queue, _, _), reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
-                raise self._translate(reply, name, queue)
-        return replies
+                error = self._translate(reply, name, queue)
+                if raise_errors:
+                    raise error
+                reply = error
+            out.append(reply)
+        return out
 
     def _translate(self, exc: Exception, name: str, queue: str | None = None) -> JobqueueError:
         message = str(exc)

@@ -6,7 +6,7 @@ token; a call with a stale token is refused and changes nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,22 @@ class Claimed:
     job: Job | None
     error: CorruptJob | None = None
     fields: dict[str, str] | None = None  # the job hash as text, to hand to another process
+
+    @property
+    def timeout(self) -> float | None:
+        """The job's timeout, read from its fields (no full parse needed)."""
+        try:
+            text = (self.fields or {}).get("timeout")
+            return float(text) if text else None
+        except ValueError:
+            return None
+
+    @property
+    def attempts(self) -> int:
+        try:
+            return int((self.fields or {}).get("att") or 0)
+        except ValueError:
+            return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,27 +103,28 @@ class Finished:
 
 class LeaseMixin(EngineBase):
     def claim(
-        self, queue: str, worker: str, count: int = 1, lease: float | None = None
+        self,
+        queue: str,
+        worker: str,
+        count: int = 1,
+        lease: float | None = None,
+        parse: bool = True,
     ) -> ClaimBatch:
-        """Lease up to ``count`` ready jobs of ``queue`` to ``worker``."""
+        """Lease up to ``count`` ready jobs of ``queue`` to ``worker``. With ``parse=False``
+        the jobs are left as text (``Claimed.fields``) for the process that runs them."""
+        return self.read_claim(
+            queue, self.run(*self.claim_call(queue, worker, count, lease)), parse
+        )
+
+    def claim_call(self, queue: str, worker: str, count: int, lease: float | None = None) -> Call:
         qk = self.qkeys(queue)
         lease_ms = int(lease * 1000) if lease is not None else self.config.lease_ms
-        reply = self.run(
-            "claim",
-            queue,
-            [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.events, qk.failed],
-            [
-                queue,
-                self.config.events_maxlen,
-                qk.job_prefix,
-                worker,
-                lease_ms,
-                count,
-                self.config.promote_batch,
-                self.config.failed_ttl * 1000,
-                self.config.registry_limit,
-            ],
-        )
+        keys = [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.events, qk.failed]
+        args = [queue, self.config.events_maxlen, qk.job_prefix, worker, lease_ms, count]
+        args += [self.config.promote_batch, self.config.failed_ttl * 1000]
+        return ("claim", queue, keys, [*args, self.config.registry_limit])
+
+    def read_claim(self, queue: str, reply: Any, parse: bool = True) -> ClaimBatch:
         next_due = int(reply[1])
         claimed = []
         for local_raw, token, deadline, fields in reply[2:]:
@@ -117,7 +134,7 @@ class LeaseMixin(EngineBase):
             text: dict[str, str] | None = None
             try:
                 text = {k.decode(): v.decode() for k, v in pairs_to_dict(fields).items()}
-                job = Job.from_fields(queue, local_id, text)
+                job = Job.from_fields(queue, local_id, text) if parse else None
             except UnicodeDecodeError as exc:
                 error = CorruptJob(f"Job {queue}:{local_id} holds bytes that are not text: {exc}.")
             except CorruptJob as exc:
@@ -232,21 +249,32 @@ class LeaseMixin(EngineBase):
     def finish_many(self, successes: Sequence[Success], failures: Sequence[Failure]) -> Finished:
         """Record many successes and failures in one round trip (the worker's batched ack).
         Stale tokens are refused one by one, never for the whole batch."""
+        calls, read = self.finish_calls(successes, failures)
+        return read(self.run_batch(calls) if calls else [])
+
+    def finish_calls(
+        self, successes: Sequence[Success], failures: Sequence[Failure]
+    ) -> tuple[list[Call], Callable[[list[Any]], Finished]]:
+        """The calls recording these outcomes, and how to read their replies (so a caller can
+        send them in the same round trip as other calls)."""
         by_queue: dict[str, list[Success]] = {}
         for item in successes:
             by_queue.setdefault(item.queue, []).append(item)
         calls = [self.complete_call(q, items) for q, items in by_queue.items()]
         calls += [self.fail_call(f) for f in failures]
-        replies = self.run_batch(calls) if calls else []
-        done: dict[str, bool] = {}
-        for items, reply in zip(by_queue.values(), replies, strict=False):
-            for item, status in zip(items, reply, strict=True):
-                done[item.job_id] = bool(int(status))
-        states = {}
-        for failure, reply in zip(failures, replies[len(by_queue) :], strict=True):
-            state = decode(reply)
-            states[failure.job_id] = JobState(state) if state else None
-        return Finished(done, states)
+
+        def read(replies: list[Any]) -> Finished:
+            done: dict[str, bool] = {}
+            for items, reply in zip(by_queue.values(), replies, strict=False):
+                for item, status in zip(items, reply, strict=True):
+                    done[item.job_id] = bool(int(status))
+            states = {}
+            for failure, reply in zip(failures, replies[len(by_queue) :], strict=True):
+                state = decode(reply)
+                states[failure.job_id] = JobState(state) if state else None
+            return Finished(done, states)
+
+        return calls, read
 
     def complete_many(
         self, queue: str, results: Sequence[tuple[str, str, bytes, int | None]]

@@ -34,11 +34,14 @@ for i = 1, n do
     release_unique(uniques, jkey, lid)
     notify_waiters(jkey, done)
     redis.call('PEXPIRE', jkey, ttl)
-    add_to_registry(registry, lid, now, default_ttl, limit)
+    redis.call('ZADD', registry, now, lid)
     emit(events, maxlen, queue, lid, 'succeeded', v, now, {'result', result, 'ended', now})
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
+-- The registry is trimmed once per call, by age and size, not once per job.
+redis.call('ZREMRANGEBYSCORE', registry, '-inf', '(' .. (now - default_ttl))
+redis.call('ZREMRANGEBYRANK', registry, 0, -(limit + 1))
 return out

@@ -32,12 +32,19 @@ local workers = h[2] or ''
 local cut = string.find(workers, ' [^ ]*$')
 local changes = {'att', math.max((tonumber(h[3]) or 1) - 1, 0)}
 if cut then
-  changes[#changes + 1] = 'workers'; changes[#changes + 1] = string.sub(workers, 1, cut - 1)
+  local earlier = string.sub(workers, 1, cut - 1)
+  changes[#changes + 1] = 'workers'; changes[#changes + 1] = earlier
+  changes[#changes + 1] = 'worker'; changes[#changes + 1] = string.match(earlier, '[^ ]*$')
 end
 redis.call('ZREM', leases, lid)
 redis.call('ZADD', ready, front_score(h[1]), lid)
 redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
-if not cut then redis.call('HDEL', jkey, 'workers') end
+if not cut then
+  -- No attempt left: no worker either (cleared fields travel in the event as '').
+  redis.call('HDEL', jkey, 'workers', 'worker')
+  changes[#changes + 1] = 'workers'; changes[#changes + 1] = ''
+  changes[#changes + 1] = 'worker'; changes[#changes + 1] = ''
+end
 redis.call('HDEL', jkey, 'lease', 'token')
 local v = bump_version(jkey)
 redis.call('LPUSH', wake, '1')

@@ -100,8 +100,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--prefetch",
-            default="2",
-            help="Jobs each child holds: the running one and the next (default 2).",
+            default="8",
+            help="Jobs each child holds: the running one and those waiting behind it "
+            "(default 8; use 1 for long jobs, so none waits behind another).",
         )
         parser.add_argument(
             "--shutdown-timeout",

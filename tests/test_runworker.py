@@ -107,6 +107,7 @@ def test_backend_checks(settings):
     assert [m.id for m in RedisBackend("y", {}).check()] == ["jobqueue.E010"]
 
 
+@pytest.mark.django_db  # Django 6.1's model checks ask the database what it supports
 def test_backend_checks_run_with_djangos_check_framework(settings):
     from django.core import checks
 

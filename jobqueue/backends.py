@@ -130,6 +130,9 @@ class RedisBackend(compat.BaseTaskBackend):
     def __init__(self, alias: str, params: dict) -> None:
         super().__init__(alias, params)
         self.queue_order: list[str] = list(params.get("QUEUES", ["default"]))
+        # Tasks are immutable and validated when created; this backend instance (rebuilt
+        # when settings.TASKS changes) validates each one again once, not on every enqueue.
+        self._validated: set[Any] = set()
 
     # -- validation and checks ----------------------------------------------------------
 
@@ -206,7 +209,17 @@ class RedisBackend(compat.BaseTaskBackend):
         )
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        self.validate_task(task)
+        try:
+            known = task in self._validated
+        except TypeError:  # an option that cannot be hashed: validate every time
+            known = False
+        if not known:
+            self.validate_task(task)
+            if len(self._validated) < 10000:
+                try:
+                    self._validated.add(task)
+                except TypeError:
+                    pass
         engine = get_engine()
         if self.option(task, "enqueue_on_commit"):
             spec = self.spec(task, args, kwargs, make_job_id(task.queue_name, new_local_id()))

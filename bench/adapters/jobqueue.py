@@ -83,8 +83,11 @@ class Jobqueue(System):
             .values_list("updated_at", "finished_at")
             .iterator()
         ]
-        return {"mirror_rows": len(lags), "mirror_lag_p50_ms": percentile(lags, 50),
-                "mirror_lag_p99_ms": percentile(lags, 99)}
+        return {
+            "mirror_rows": len(lags),
+            "mirror_lag_p50_ms": percentile(lags, 50),
+            "mirror_lag_p99_ms": percentile(lags, 99),
+        }
 
 
 if __name__ == "__main__":

@@ -93,8 +93,25 @@ class TaskFilter(admin.SimpleListFilter):
         return queryset.filter(task=self.value()) if self.value() else queryset
 
 
+class MirrorAdmin(admin.ModelAdmin):
+    """Read-only: the rows are the mirror's copy of Redis. Changes (retry, delete, pause...)
+    go through the engine, behind their own permissions."""
+
+    class Media:
+        css = {"all": ["jobqueue/admin.css"]}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(MirrorAdmin):
     list_display = [
         "short_id",
         "status_badge",
@@ -115,20 +132,6 @@ class JobAdmin(admin.ModelAdmin):
     paginator = EstimatedPaginator
     actions = ["retry_selected", "cancel_selected", "delete_selected_jobs"]
     change_list_template = "jobqueue/admin/job_change_list.html"
-
-    class Media:
-        css = {"all": ["jobqueue/admin.css"]}
-
-    # -- read-only: rows are the mirror's -------------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # deleting goes through Redis: see delete_selected_jobs
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobqueue.retry_job")
@@ -227,22 +230,10 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(MirrorAdmin):
     """The queues dashboard: counts, charts, workers, pause/resume, purge."""
 
     change_list_template = "jobqueue/admin/queues.html"
-
-    class Media:
-        css = {"all": ["jobqueue/admin.css"]}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list:
         from django.urls import path
@@ -267,7 +258,7 @@ class QueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(MirrorAdmin):
     list_display = [
         "name",
         "liveness",
@@ -283,18 +274,6 @@ class WorkerAdmin(admin.ModelAdmin):
     ]
     list_filter = ["alive", "state"]
     search_fields = ["name", "hostname"]
-
-    class Media:
-        css = {"all": ["jobqueue/admin.css"]}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="alive", ordering="alive")
     def liveness(self, obj: Worker) -> str:
@@ -326,21 +305,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(MirrorAdmin):
     list_display = ["name", "task", "when", "state", "next", "last", "last_job_link"]
     actions = ["pause_schedules", "resume_schedules", "run_schedules_now"]
-
-    class Media:
-        css = {"all": ["jobqueue/admin.css"]}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobqueue.run_schedule")

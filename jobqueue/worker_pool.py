@@ -112,15 +112,10 @@ class Pool:
     def kill(self, child: Child) -> list[InFlight]:
         """SIGKILL a child; returns the jobs it held (the first one was running)."""
         child.signal(signal.SIGKILL)
-        child.process.join(timeout=5)
-        child.conn.close()
-        self.children.pop(child.index, None)
-        jobs = list(child.jobs)
-        child.jobs.clear()
-        return jobs
+        return self.reaped(child)
 
     def reaped(self, child: Child) -> list[InFlight]:
-        """A child that exited on its own: forget it; returns the jobs it held."""
+        """Forget a child that is gone (or killed); returns the jobs it held."""
         child.process.join(timeout=5)
         child.conn.close()
         self.children.pop(child.index, None)

@@ -55,3 +55,20 @@ def test_malformed_settings_raise_naming_the_value(settings, value, named):
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="no setting 'MISSING'"):
         jobqueue_settings.MISSING  # noqa: B018
+
+
+def test_every_setting_and_check_id_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    assert [key for key in OPTIONS if f"`{key}`" not in doc] == []
+    ids = [
+        "jobqueue.E001",
+        "jobqueue.E002",
+        "jobqueue.E003",
+        "jobqueue.E010",
+        "jobqueue.E011",
+        "jobqueue.E012",
+        "jobqueue.W001",
+    ]
+    assert [i for i in ids if f"`{i}`" not in doc] == []

@@ -147,3 +147,25 @@ local function stall(jkey, lid, now, k)
   emit(k.events, k.maxlen, k.queue, lid, state, v, now, changes)
   return state
 end
+
+-- A manual retry: a failed or canceled job back in the ready set, with a fresh attempt budget
+-- (attempts so far become att0), no stalls, no expiry, and its unique key back if free. The
+-- caller has taken it out of its registry and wakes the workers. Returns nothing.
+local function requeue_retry(jkey, lid, now, k)
+  redis.call('PERSIST', jkey)
+  local h = redis.call('HMGET', jkey, 'att', 'prio', 'unique')
+  local changes = {'att0', tonumber(h[1]) or 0, 'stalls', 0}
+  if h[3] and not redis.call('HGET', k.uniques, h[3]) then
+    redis.call('HSET', k.uniques, h[3], lid)
+  end
+  local seq = redis.call('HINCRBY', k.meta, 'seq', 1)
+  redis.call('ZADD', k.ready, ready_score(h[2], seq), lid)
+  redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
+  redis.call('HDEL', jkey, 'ended', 'reason', 'cancel', 'result', 'token', 'lease')
+  local v = bump_version(jkey)
+  -- Cleared fields travel in the event with an empty value.
+  for _, name in ipairs({'ended', 'reason', 'cancel', 'result'}) do
+    changes[#changes + 1] = name; changes[#changes + 1] = ''
+  end
+  emit(k.events, k.maxlen, k.queue, lid, 'queued', v, now, changes)
+end

@@ -20,22 +20,8 @@ end
 local now = now_ms()
 redis.call('ZREM', failed, lid)
 redis.call('ZREM', canceled, lid)
-redis.call('PERSIST', jkey)
-local h = redis.call('HMGET', jkey, 'att', 'prio', 'unique')
-local changes = {'att0', tonumber(h[1]) or 0, 'stalls', 0}
-if h[3] and not redis.call('HGET', uniques, h[3]) then
-  redis.call('HSET', uniques, h[3], lid)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('ZADD', ready, ready_score(h[2], seq), lid)
-redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
-redis.call('HDEL', jkey, 'ended', 'reason', 'cancel', 'result', 'token', 'lease')
-local v = bump_version(jkey)
+requeue_retry(jkey, lid, now, {meta = meta, ready = ready, uniques = uniques,
+  events = events, maxlen = maxlen, queue = queue})
 redis.call('LPUSH', wake, '1')
 redis.call('LTRIM', wake, 0, 99)
--- Cleared fields travel in the event with an empty value.
-for _, name in ipairs({'ended', 'reason', 'cancel', 'result'}) do
-  changes[#changes + 1] = name; changes[#changes + 1] = ''
-end
-emit(events, maxlen, queue, lid, 'queued', v, now, changes)
 return {'retried', 'queued'}

@@ -15,27 +15,15 @@ local err = preflight(ARGV[1])
 if err then return err end
 local queue, maxlen, prefix, batch, wanted = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local now = now_ms()
+local k = {meta = meta, ready = ready, uniques = uniques, events = events, maxlen = maxlen,
+  queue = queue}
 local ids = redis.call('ZRANGE', registry, 0, batch - 1)
 local woken = 0
 for _, lid in ipairs(ids) do
   local jkey = prefix .. lid
   redis.call('ZREM', registry, lid)
   if job_state(jkey) == wanted then
-    redis.call('PERSIST', jkey)
-    local h = redis.call('HMGET', jkey, 'att', 'prio', 'unique')
-    local changes = {'att0', tonumber(h[1]) or 0, 'stalls', 0}
-    if h[3] and not redis.call('HGET', uniques, h[3]) then
-      redis.call('HSET', uniques, h[3], lid)
-    end
-    local seq = redis.call('HINCRBY', meta, 'seq', 1)
-    redis.call('ZADD', ready, ready_score(h[2], seq), lid)
-    redis.call('HSET', jkey, 'state', 'queued', unpack(changes))
-    redis.call('HDEL', jkey, 'ended', 'reason', 'cancel', 'result', 'token', 'lease')
-    local v = bump_version(jkey)
-    for _, name in ipairs({'ended', 'reason', 'cancel', 'result'}) do
-      changes[#changes + 1] = name; changes[#changes + 1] = ''
-    end
-    emit(events, maxlen, queue, lid, 'queued', v, now, changes)
+    requeue_retry(jkey, lid, now, k)
     woken = woken + 1
   end
 end

@@ -187,3 +187,11 @@ def fail_first_time(label: str) -> str:
     if client().incr(key(f"first:{label}")) == 1:
         raise RuntimeError("first attempt fails")
     return f"{label} ok"
+
+
+@task
+def announced_sleep(label: str, seconds: float) -> str:
+    """Says it started (a job claimed may still wait in a child's pipe), then sleeps."""
+    record("started", label)
+    time.sleep(seconds)
+    return label

@@ -101,15 +101,17 @@ def test_a_stale_worker_changes_nothing(start_worker, run_worker):
 
 
 def test_graceful_shutdown_finishes_short_jobs_and_gives_back_long_ones(start_worker):
-    short = t.sleep_for.enqueue(1.0)
-    long = t.sleep_for.enqueue(60)
+    short = t.announced_sleep.enqueue("short", 1.0)
+    long = t.announced_sleep.enqueue("long", 60)
     worker = start_worker("-c", "2", "--shutdown-timeout", "2")
-    wait_for(lambda: state(short) is JobState.RUNNING and state(long) is JobState.RUNNING)
+    # Both running in their children (claimed is not enough: a claimed job may still wait in
+    # a child's pipe, and those are given back at shutdown).
+    wait_for(lambda: sorted(t.recorded("started")) == ["long", "short"])
     started = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0, worker.output()
     assert time.monotonic() - started < 10
-    assert t.sleep_for.get_result(short.id).status == TaskResultStatus.SUCCESSFUL
+    assert t.announced_sleep.get_result(short.id).status == TaskResultStatus.SUCCESSFUL
     given_back = get_engine().get(long.id)
     assert given_back.state is JobState.QUEUED
     assert given_back.attempts == 0 and given_back.worker_ids == ()
@@ -117,10 +119,10 @@ def test_graceful_shutdown_finishes_short_jobs_and_gives_back_long_ones(start_wo
 
 
 def test_jobs_waiting_in_a_childs_pipe_are_given_back_at_shutdown(start_worker):
-    first = t.sleep_for.enqueue(1.0)
+    first = t.announced_sleep.enqueue("first", 1.0)
     waiting = [t.add.enqueue(i, i) for i in range(2)]
     worker = start_worker("-c", "1", "--prefetch", "3", "--shutdown-timeout", "10")
-    wait_for(lambda: state(first) is JobState.RUNNING)
+    wait_for(lambda: t.recorded("started") == ["first"])  # running, the others in its pipe
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0, worker.output()
     assert state(first) is JobState.SUCCEEDED
@@ -128,9 +130,9 @@ def test_jobs_waiting_in_a_childs_pipe_are_given_back_at_shutdown(start_worker):
 
 
 def test_a_second_signal_exits_at_once(start_worker, run_worker):
-    long = t.sleep_for.enqueue(60)
+    long = t.announced_sleep.enqueue("long", 60)
     worker = start_worker("-c", "1", JOBQUEUE_LEASE_SECONDS="1")
-    wait_for(lambda: state(long) is JobState.RUNNING)
+    wait_for(lambda: t.recorded("started") == ["long"])
     worker.signal(signal.SIGTERM)
     time.sleep(0.2)
     started = time.monotonic()

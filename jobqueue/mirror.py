@@ -284,8 +284,7 @@ def rebuild(engine: Engine, page: int = 1000) -> dict[str, int]:
             while ids := engine.job_ids(queue, state, offset, page):
                 rows = [row_from_job(job) for job in engine.find(ids)]
                 with transaction.atomic():
-                    for start in range(0, len(rows), 400):
-                        _upsert_jobs(rows[start : start + 400])
+                    _upsert_jobs(rows)
                 copied += len(rows)
                 seen.update(ids)
                 offset += page
@@ -301,8 +300,7 @@ def rebuild(engine: Engine, page: int = 1000) -> dict[str, int]:
         # A job that changed state between two pages above was not seen, yet it is there.
         moved = [row_from_job(job) for job in engine.find(chunk)]
         with transaction.atomic():
-            for first in range(0, len(moved), 400):
-                _upsert_jobs(moved[first : first + 400])
+            _upsert_jobs(moved)
             gone = set(chunk) - {row.id for row in moved}
             lost += Job.objects.filter(id__in=gone, status__in=active).update(
                 status=JobState.FAILED.value,

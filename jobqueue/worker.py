@@ -251,8 +251,7 @@ class Worker(Upkeep):
         if free <= 0 or not self.maybe_ready or now < self.next_claim:
             return 0
         room = self.options.prefetch * len(self.pool.children)
-        busy = room - sum(self.options.prefetch - len(c.jobs) for c in self.pool.children.values())
-        if busy and free < room / 2:
+        if self._in_flight() and free < room / 2:
             return 0  # wait for more room: claims of one job at a time cost a round trip each
         return free
 

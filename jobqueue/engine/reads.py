@@ -10,7 +10,7 @@ from datetime import datetime
 import redis
 
 from .base import EngineBase, decode
-from .errors import CorruptJob, JobNotFound, WaitTimeout
+from .errors import CorruptJob, JobNotFound, JobqueueError, WaitTimeout
 from .job import Job, JobState, ms_to_datetime, split_job_id, validate_queue_name
 
 BLOCK_SLICE = 5.0  # seconds per BLPOP; below the client's socket timeout
@@ -33,6 +33,20 @@ class ReadsMixin(EngineBase):
 
     def get_many(self, job_ids: Sequence[str]) -> list[Job]:
         """Jobs by id, in one round trip. Raises JobNotFound for the first missing one."""
+        jobs = []
+        for found in self._read(job_ids):
+            if isinstance(found, Exception):
+                raise found
+            jobs.append(found)
+        return jobs
+
+    def find(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that exist among ``job_ids``, in one round trip (missing or malformed ones
+        are skipped)."""
+        return [found for found in self._read(job_ids) if isinstance(found, Job)]
+
+    def _read(self, job_ids: Sequence[str]) -> list[Job | JobqueueError]:
+        """Each job, or the error that stands for it (not found, malformed)."""
         parsed = [split_job_id(job_id) for job_id in job_ids]
         pipe = self.client.pipeline(transaction=False)
         for queue, local_id in parsed:
@@ -41,26 +55,22 @@ class ReadsMixin(EngineBase):
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             raise self.translate(exc, "get") from exc
-        jobs = []
+        out: list[Job | JobqueueError] = []
         for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
             if isinstance(raw, redis.ResponseError):
-                raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}.")
-            if isinstance(raw, Exception):
+                out.append(CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}."))
+            elif isinstance(raw, Exception):
                 raise self.translate(raw, "get", queue)
-            if not raw:
-                raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
-            jobs.append(Job.from_redis(queue, local_id, raw))
-        return jobs
-
-    def find(self, job_ids: Sequence[str]) -> list[Job]:
-        """The jobs that exist among ``job_ids`` (missing or malformed ones are skipped)."""
-        found = []
-        for job_id in job_ids:
-            try:
-                found.append(self.get(job_id))
-            except (JobNotFound, CorruptJob):
-                continue
-        return found
+            elif not raw:
+                out.append(
+                    JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
+                )
+            else:
+                try:
+                    out.append(Job.from_redis(queue, local_id, raw))
+                except CorruptJob as exc:
+                    out.append(exc)
+        return out
 
     def queues(self) -> list[str]:
         """Every queue name ever used under this prefix."""

@@ -134,12 +134,9 @@ class EngineBase:
                         raise
                     out.append(exc)
             return out
-        pipe = self.client.pipeline(transaction=False)
         prepared = [(name, keys, [self.epoch(queue), *args]) for name, queue, keys, args in calls]
-        for name, keys, args in prepared:
-            self.scripts.queue(pipe, name, keys, args)
         try:
-            replies = self.scripts.retry_unknown(prepared, pipe.execute(raise_on_error=False))
+            replies = self.scripts.run_many(prepared)
         except redis.RedisError as exc:
             raise self._translate(exc, calls[0][0]) from exc
         out = []

@@ -57,6 +57,16 @@ class _Prepared:
     kwargs: dict[str, Any]
 
 
+def _plain(spec: JobSpec) -> bool:
+    """A job enqueue_one.lua can create: fresh id, no unique key, ready now."""
+    return (
+        spec.job_id is None
+        and spec.idempotency_id is None
+        and spec.unique_key is None
+        and spec.run_after is None
+    )
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise InvalidJob(f"{name} must be a whole number between {low} and {high}, not {value!r}.")
@@ -99,6 +109,8 @@ class ProducerMixin(EngineBase):
         prepared = [self._prepare(spec) for spec in specs]
         if not prepared:
             return []
+        if len(prepared) == 1 and _plain(prepared[0].spec) and not self.cluster:
+            return [self._enqueue_one(prepared[0])]
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):
             by_queue.setdefault(item.spec.queue, []).append(index)
@@ -122,6 +134,27 @@ class ProducerMixin(EngineBase):
                 else:
                     jobs[index] = self.get(make_job_id(queue, decode(local_id)))
         return [job for job in jobs if job is not None]
+
+    def _enqueue_one(self, item: _Prepared) -> Job:
+        """The common case in one lean script (enqueue_one.lua): fresh id, no unique key,
+        ready now."""
+        spec, qk = item.spec, self.qkeys(item.spec.queue)
+        fields = item.fields
+        if spec.priority:
+            fields = [*fields, "prio", int(spec.priority)]
+        keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.job(item.local_id)]
+        args = [
+            spec.queue,
+            self.config.events_maxlen,
+            self.config.wake_cap,
+            item.local_id,
+            int(spec.priority),
+            *fields,
+        ]
+        now_ms, status = self.run("enqueue_one", spec.queue, keys, args)
+        if decode(status) != "new":  # a repeated call after a lost reply: the job is there
+            return self.get(make_job_id(spec.queue, item.local_id))
+        return self._new_job(item, int(now_ms), JobState.QUEUED)
 
     def validate(self, spec: JobSpec) -> None:
         """Raise InvalidJob (or UnknownTask) if ``spec`` could not be enqueued."""

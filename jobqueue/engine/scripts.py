@@ -15,9 +15,13 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .connection import is_cluster
+from .direct import DirectCaller
+
 SCRIPT_NAMES = (
     "init_queue",
     "enqueue",
+    "enqueue_one",
     "claim",
     "renew",
     "progress",
@@ -50,24 +54,34 @@ def sha(name: str) -> str:
 
 
 class Scripts:
-    """Runs jobqueue's scripts on one client: ``scripts.run("claim", keys, args)``."""
+    """Runs jobqueue's scripts on one client: ``scripts.run("claim", keys, args)``, or many
+    in one round trip with ``scripts.run_many``. On a plain or Sentinel client they go
+    through this thread's own connection (``direct.py``); on Cluster, through redis-py."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.direct = None if is_cluster(client) else DirectCaller(client)
         for name in SCRIPT_NAMES:
             source(name)  # fail at start, not mid-flight, if a file is missing
 
-    def run(self, name: str, keys: list[Any], args: list[Any], client: Any = None) -> Any:
-        client = client or self.client
+    def run(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        command = ("EVALSHA", sha(name), len(keys), *keys, *args)
         try:
-            return client.evalsha(sha(name), len(keys), *keys, *args)
+            if self.direct is not None:
+                return self.direct.execute(*command)
+            return self.client.execute_command(*command)
         except NoScriptError:
-            client.script_load(source(name))
-            return client.evalsha(sha(name), len(keys), *keys, *args)
+            self.client.script_load(source(name))
+            if self.direct is not None:
+                return self.direct.execute(*command)
+            return self.client.execute_command(*command)
 
-    def queue(self, pipe: Any, name: str, keys: list[Any], args: list[Any]) -> None:
-        """Add a call to a pipeline (without redis-py's SCRIPT EXISTS round trip)."""
-        pipe.evalsha(sha(name), len(keys), *keys, *args)
+    def run_many(self, calls: list[tuple[str, list, list]]) -> list[Any]:
+        """Run ``(name, keys, args)`` calls in one round trip (not on Cluster); replies in
+        order, an error reply in its call's place. Calls that got NOSCRIPT run again."""
+        assert self.direct is not None, "Cluster pipelines cannot run scripts"
+        commands = [("EVALSHA", sha(name), len(keys), *keys, *args) for name, keys, args in calls]
+        return self.retry_unknown(calls, self.direct.execute_many(commands))
 
     def retry_unknown(self, calls: list[tuple[str, list, list]], replies: list[Any]) -> list[Any]:
         """Run again, one by one, the pipelined calls that got NOSCRIPT."""

@@ -22,9 +22,12 @@ local KEY_TYPES = {meta = 'hash', ready = 'zset', scheduled = 'zset', leases = '
 --    data cannot stop a script half-way;
 --  * the queue's epoch (KEYS[1] is the meta hash) is the one the caller knows: otherwise Redis
 --    lost the queue's data (restart without persistence, FLUSHALL).
+-- Only the first ``nkeys`` keys are checked when given: scripts pass the number of their
+-- queue-level keys, which come first, so the job keys of a bulk call are not scanned.
 -- Returns an error reply, or nil when the script may go on.
-local function preflight(expected_epoch)
-  for _, key in ipairs(KEYS) do
+local function preflight(expected_epoch, nkeys)
+  for i = 1, (nkeys or #KEYS) do
+    local key = KEYS[i]
     local kind = string.match(key, '}:(%a+)$')
     local wanted = kind and KEY_TYPES[kind]
     if wanted then

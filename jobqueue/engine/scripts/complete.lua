@@ -11,7 +11,7 @@
 --          result TTL ms ('' = the job's own 'ttl' field, else the default)
 -- Returns  {status...}: 1 recorded, 0 refused (lease lost)
 local meta, leases, registry, events, uniques = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local err = preflight(ARGV[1])
+local err = preflight(ARGV[1], 5)
 if err then return err end
 local queue, maxlen = ARGV[2], ARGV[3]
 local default_ttl, limit = tonumber(ARGV[4]), tonumber(ARGV[5])

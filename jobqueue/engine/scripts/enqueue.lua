@@ -15,7 +15,7 @@
 --          the returned id)
 local meta, ready, scheduled, events, wake, uniques =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local err = preflight(ARGV[1])
+local err = preflight(ARGV[1], 6)
 if err then return err end
 local queue, maxlen, wake_cap = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local count = tonumber(ARGV[5])

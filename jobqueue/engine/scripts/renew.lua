@@ -8,7 +8,7 @@
 -- Returns  {now_ms, deadline_ms, status...} with one status per job:
 --          1 renewed, 2 renewed and cancel requested, 0 refused (lease lost)
 local meta, leases = KEYS[1], KEYS[2]
-local err = preflight(ARGV[1])
+local err = preflight(ARGV[1], 2)
 if err then return err end
 local now = now_ms()
 local deadline = now + tonumber(ARGV[2])

@@ -24,7 +24,7 @@ import redis
 try:
     from hiredis import pack_command as _pack_one
 except ImportError:  # pragma: no cover - hiredis is in requirements.txt
-    _pack_one = None
+    _pack_one = None  # type: ignore[assignment]
 
 
 class _Held:

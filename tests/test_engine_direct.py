@@ -1,0 +1,128 @@
+"""Script calls on a connection each thread keeps (``jobqueue/engine/direct.py``), and the
+lean single-job enqueue script (``enqueue_one.lua``)."""
+
+import os
+import threading
+
+import pytest
+import redis
+
+from jobqueue.engine import ConnectionFailed, Engine, EngineConfig, JobSpec, JobState
+from jobqueue.engine.connection import create_client
+from jobqueue.engine.direct import DirectCaller
+
+
+def test_each_thread_keeps_its_own_connection(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        caller = DirectCaller(client)
+        mine = caller._connection()
+        assert caller._connection() is mine  # kept, not checked out per call
+        theirs = []
+        thread = threading.Thread(target=lambda: theirs.append(caller._connection()))
+        thread.start()
+        thread.join()
+        assert theirs[0] is not mine
+        assert caller.execute("PING") == b"PONG"
+    finally:
+        client.close()
+
+
+def test_a_thread_that_ends_gives_its_connection_back(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        caller = DirectCaller(client)
+        thread = threading.Thread(target=lambda: caller.execute("PING"))
+        thread.start()
+        thread.join()
+        del thread
+        pool = client.connection_pool
+        assert len(pool._in_use_connections) == 0
+        assert len(pool._available_connections) == 1
+    finally:
+        client.close()
+
+
+def test_error_replies_keep_their_place_and_the_connection(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        caller = DirectCaller(client)
+        replies = caller.execute_many([("PING",), ("NOSUCHCOMMAND",), ("ECHO", "x")])
+        assert replies[0] == b"PONG" and replies[2] == b"x"
+        assert isinstance(replies[1], redis.ResponseError)
+        with pytest.raises(redis.ResponseError, match="NOSUCHCOMMAND"):
+            caller.execute("NOSUCHCOMMAND")
+        assert caller.execute("ECHO", "still usable") == b"still usable"
+        with pytest.raises(redis.DataError, match="not a str, bytes or number"):
+            caller.execute("ECHO", None)
+    finally:
+        client.close()
+
+
+def test_a_forked_child_opens_its_own_connection(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        caller = DirectCaller(client)
+        caller.execute("PING")
+        parent_conn = caller._connection()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            ok = caller._connection() is not parent_conn and caller.execute("PING") == b"PONG"
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert caller.execute("PING") == b"PONG"  # the parent's connection is untouched
+    finally:
+        client.close()
+
+
+def test_engine_survives_a_redis_restart_between_calls(private_redis, registry):
+    client = create_client(private_redis.url)
+    try:
+        engine = Engine(client, EngineConfig(prefix="rs"), registry)
+        engine.enqueue("tests.noop")
+        private_redis.restart()  # the kept connection is now dead: the call reconnects
+        with pytest.raises(Exception, match="lost the data"):
+            engine.enqueue("tests.noop")
+        assert engine.enqueue("tests.noop").state is JobState.QUEUED
+        private_redis.close()
+        with pytest.raises(ConnectionFailed, match="could not be reached"):
+            engine.enqueue("tests.noop")
+    finally:
+        client.close()
+
+
+def test_enqueue_one_creates_the_same_job_as_the_bulk_script(engine):
+    one = engine.enqueue("tests.add", [1, 2], priority=5, max_attempts=3, timeout=2.5)
+    (many,) = engine.enqueue_many(
+        [
+            JobSpec("tests.add", [1, 2], priority=5, max_attempts=3, timeout=2.5),
+            JobSpec("tests.noop", job_id="default:" + "ab" * 12),
+        ]
+    )[:1]
+    a, b = engine.get(one.id), engine.get(many.id)
+    for field in ("state", "version", "task", "args", "priority", "max_attempts", "timeout"):
+        assert getattr(a, field) == getattr(b, field), field
+    events = engine.client.xrange(engine.qkeys("default").events)
+    assert [e[1][b"s"] for e in events[:2]] == [b"queued", b"queued"]
+    assert set(events[0][1]) == set(events[1][1])  # the same fields travel in the event
+    # Priority order holds across both scripts: the priority-5 jobs come before a plain one.
+    engine.enqueue("tests.noop")
+    claimed = engine.claim("default", "w", count=3).jobs
+    assert [c.job_id for c in claimed][:2] == [one.id, many.id]
+
+
+def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine):
+    job = engine.enqueue("tests.noop")
+    engine.claim("default", "w")
+    qk = engine.qkeys("default")
+    local_id = job.id.split(":", 1)[1]
+    keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.job(local_id)]
+    reply = engine.run("enqueue_one", "default", keys, ["default", 100, 100, local_id, 0])
+    assert reply[1] == b"exists"
+    assert engine.get(job.id).state is JobState.RUNNING
+    assert engine.client.zcard(qk.ready) == 0

@@ -8,9 +8,10 @@ own pool (same address, credentials, TLS and timeouts) and write the packed comm
 to it. A thread that ends returns its connection to the pool.
 
 A connection error closes the connection and the call is made once more on a fresh one, as
-redis-py does by default; a second failure raises. Every jobqueue script is safe to repeat
-after a lost reply (an enqueue is keyed by its job id; an acknowledgement carries its fence
-token). Redis Cluster clients are not served here: their commands go through redis-py.
+redis-py does by default; a second failure raises. Repeating is safe: an enqueue is keyed by
+its job id, an acknowledgement carries its fence token, and the jobs of a claim whose reply was
+lost stay leased to nobody until their leases expire and they are reaped. Redis Cluster clients
+are not served here: their commands go through redis-py.
 """
 
 from __future__ import annotations

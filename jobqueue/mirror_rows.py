@@ -4,6 +4,7 @@ turned into ``jobqueue_job`` columns, and column values adapted for the database
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +34,15 @@ refresh_settings = _Zone.refresh
 def to_datetime(ms: Any) -> datetime | None:
     if ms in (None, "", b""):
         return None
-    value = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return value if _Zone.aware else timezone.make_naive(value)
+    return _datetime_at(int(ms), _Zone.aware)
+
+
+@lru_cache(maxsize=8192)
+def _datetime_at(ms: int, aware: bool) -> datetime:
+    """Cached: the jobs of one claim or one acknowledgement share a millisecond, and each
+    time is converted for several columns and events."""
+    value = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return value if aware else timezone.make_naive(value)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -192,8 +200,11 @@ def _sqlite_json(value: Any) -> str | None:
     return None if value is None else codec.encode(value).decode()
 
 
+@lru_cache(maxsize=8192)
 def _sqlite_datetime(value: datetime | None) -> str | None:
-    """What Django stores in SQLite for an aware datetime: naive UTC, ISO with a space."""
+    """What Django stores in SQLite for an aware datetime: naive UTC, ISO with a space.
+    Cached, as ``_datetime_at`` (equal datetimes in other zones are equal keys, and give
+    the same UTC text)."""
     if value is None:
         return None
     if value.tzinfo is not UTC:  # those made by to_datetime are UTC already

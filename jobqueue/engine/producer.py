@@ -109,7 +109,7 @@ class ProducerMixin(EngineBase):
         prepared = [self._prepare(spec) for spec in specs]
         if not prepared:
             return []
-        if len(prepared) == 1 and _plain(prepared[0].spec) and not self.cluster:
+        if len(prepared) == 1 and _plain(prepared[0].spec):
             return [self._enqueue_one(prepared[0])]
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):

@@ -310,7 +310,9 @@ def _upsert(cursor: Any, rows: list[dict[str, Any]], adapt: dict) -> None:
 def _params(row: dict[str, Any], columns: list[str], adapt: dict) -> list[Any]:
     """A row's parameters; a column still holding its default (the very object in
     DEFAULTS) reuses that default's adapted value instead of converting it again."""
-    defaults = adapt.setdefault("__defaults__", {c: adapt[c](DEFAULTS[c]) for c in columns})
+    defaults = adapt.get("__defaults__")
+    if defaults is None:  # once per batch (setdefault would build its argument every time)
+        defaults = adapt["__defaults__"] = {c: adapt[c](DEFAULTS[c]) for c in columns}
     return [defaults[c] if row[c] is DEFAULTS[c] else adapt[c](row[c]) for c in columns]
 
 

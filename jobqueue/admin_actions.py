@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from .engine.job import PURGEABLE_STATES
 from .models import Job, JobStatus, JobTransition, Queue, Schedule
 
 SAMPLE = 20
+BATCH = 500  # jobs per round trip to Redis
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,14 @@ class Action:
     verb: str  # shown on the confirmation page
     permission: str  # the ModelAdmin's has_<permission>_permission
     flag: int  # LogEntry action flag
-    run: Callable[[str], Any]  # what the engine does with one id
+    operation: str  # what the engine does with each id (Engine.apply_many)
 
 
 def job_actions() -> dict[str, Action]:
-    engine = get_engine()
     return {
-        "retry": Action("Retry", "retry", CHANGE, engine.retry),
-        "cancel": Action("Cancel", "cancel", CHANGE, engine.cancel),
-        "delete": Action("Delete", "purge", DELETION, engine.delete),
+        "retry": Action("Retry", "retry", CHANGE, "retry"),
+        "cancel": Action("Cancel", "cancel", CHANGE, "cancel"),
+        "delete": Action("Delete", "purge", DELETION, "delete"),
     }
 
 
@@ -94,15 +94,18 @@ def job_action_view(model_admin: Any, request: HttpRequest, action_name: str) ->
         }
         return TemplateResponse(request, "jobqueue/confirm_action.html", context)
     done, skipped = [], 0
-    for job_id in queryset.values_list("pk", flat=True).iterator():
-        try:
-            action.run(job_id)
-            done.append(job_id)
-        except (InvalidTransition, JobNotFound, InvalidJob):
-            skipped += 1
-        except JobqueueError as exc:
-            messages.error(request, f"{action.verb} stopped: {exc}")
-            break
+    ids = queryset.values_list("pk", flat=True).iterator(chunk_size=BATCH)
+    try:
+        while chunk := list(islice(ids, BATCH)):  # one round trip to Redis per chunk
+            for job_id, error in get_engine().apply_many(action.operation, chunk).items():
+                if error is None:
+                    done.append(job_id)
+                elif isinstance(error, InvalidTransition | JobNotFound | InvalidJob):
+                    skipped += 1
+                else:
+                    raise error
+    except JobqueueError as exc:
+        messages.error(request, f"{action.verb} stopped: {exc}")
     for start in range(0, len(done), 500):
         _log(
             request,

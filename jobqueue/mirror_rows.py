@@ -4,8 +4,8 @@ turned into ``jobqueue_job`` columns, and column values adapted for the database
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings

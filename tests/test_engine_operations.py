@@ -151,3 +151,27 @@ def test_reads_paged_and_ordered(engine):
     assert len(finished) == 3
     info = engine.queue_info("default")
     assert info.epoch and info.created_at and not info.paused and info.data_lost_at is None
+
+
+def test_apply_many_runs_a_batch_per_round_trip_and_reports_each_job(engine):
+    from jobqueue.engine import operations
+
+    queued = [engine.enqueue("tests.noop") for _ in range(3)]
+    running = engine.enqueue("tests.noop", queue="other")
+    engine.claim("other", "w")
+    missing = "default:" + "0" * 24
+    ids = [j.id for j in queued] + [running.id, missing, "not an id", queued[0].id]
+    results = engine.apply_many("cancel", ids)
+    assert list(results) == ids[:-1]  # each id once, in order
+    assert [results[j.id] for j in queued] == [None, None, None]
+    assert results[running.id] is None  # a running job: cancel requested
+    assert isinstance(results[missing], JobNotFound)
+    assert isinstance(results["not an id"], InvalidJob)
+    assert {engine.get(j.id).state for j in queued} == {JobState.CANCELED}
+    retried = engine.apply_many("retry", [j.id for j in queued] + [running.id])
+    assert isinstance(retried.pop(running.id), InvalidTransition)
+    assert set(retried.values()) == {None}
+    # More ids than one batch: several round trips, every job handled.
+    many = [engine.enqueue("tests.noop").id for _ in range(operations.BATCH + 5)]
+    assert set(engine.apply_many("delete", many).values()) == {None}
+    assert engine.counts("default")[JobState.QUEUED] == 3

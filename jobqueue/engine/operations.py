@@ -6,11 +6,15 @@ never blocks Redis for long.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from .base import EngineBase, decode
-from .errors import InvalidJob, InvalidTransition, JobNotFound
+from .errors import InvalidJob, InvalidTransition, JobNotFound, JobqueueError
 from .job import PURGEABLE_STATES, RETRYABLE_STATES, JobState, split_job_id, validate_queue_name
 
 BATCH = 500
+Call = tuple[str, str, list[str], list[Any]]
 
 
 class OperationsMixin(EngineBase):
@@ -33,23 +37,21 @@ class OperationsMixin(EngineBase):
 
     def retry(self, job_id: str) -> None:
         """Put a failed or canceled job back in the queue."""
+        self._retried(job_id, self.run(*self._retry_call(job_id)))
+
+    def _retry_call(self, job_id: str) -> Call:
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        outcome, state = self.run(
+        keys = [qk.meta, qk.ready, qk.failed, qk.canceled, qk.events, qk.uniques, qk.wake]
+        return (
             "retry",
             queue,
-            [
-                qk.meta,
-                qk.ready,
-                qk.failed,
-                qk.canceled,
-                qk.events,
-                qk.uniques,
-                qk.wake,
-                qk.job(local_id),
-            ],
+            [*keys, qk.job(local_id)],
             [queue, self.config.events_maxlen, local_id],
         )
+
+    def _retried(self, job_id: str, reply: Any) -> None:
+        outcome, state = reply
         if decode(outcome) != "retried":
             self._refuse(job_id, decode(state), "retried", "failed or canceled")
 
@@ -78,60 +80,68 @@ class OperationsMixin(EngineBase):
     def cancel(self, job_id: str, reason: str = "canceled") -> str:
         """Cancel a job: ``"canceled"`` at once when scheduled or queued, ``"requested"`` when
         running (the worker stops it). Raises InvalidTransition for a finished job."""
+        return self._canceled(job_id, self.run(*self._cancel_call(job_id, reason)))
+
+    def _cancel_call(self, job_id: str, reason: str = "canceled") -> Call:
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        outcome, state = self.run(
-            "cancel",
-            queue,
-            [
-                qk.meta,
-                qk.ready,
-                qk.scheduled,
-                qk.canceled,
-                qk.events,
-                qk.uniques,
-                qk.job(local_id),
-                qk.done(local_id),
-            ],
-            [
-                queue,
-                self.config.events_maxlen,
-                local_id,
-                self.config.failed_ttl * 1000,
-                self.config.registry_limit,
-                reason[:1000],
-            ],
-        )
-        outcome = decode(outcome)
+        keys = [qk.meta, qk.ready, qk.scheduled, qk.canceled, qk.events, qk.uniques]
+        args = [queue, self.config.events_maxlen, local_id, self.config.failed_ttl * 1000]
+        args += [self.config.registry_limit, reason[:1000]]
+        return ("cancel", queue, [*keys, qk.job(local_id), qk.done(local_id)], args)
+
+    def _canceled(self, job_id: str, reply: Any) -> str:
+        outcome, state = decode(reply[0]), reply[1]
         if outcome == "refused":
             self._refuse(job_id, decode(state), "canceled", "scheduled, queued or running")
         return outcome
 
     def delete(self, job_id: str) -> None:
         """Delete a job in any state, with its log. Raises JobNotFound if there is none."""
+        self._deleted(job_id, self.run(*self._delete_call(job_id)))
+
+    def _delete_call(self, job_id: str) -> Call:
         queue, local_id = split_job_id(job_id)
         qk = self.qkeys(queue)
-        deleted = self.run(
-            "delete",
-            queue,
-            [
-                qk.meta,
-                qk.ready,
-                qk.scheduled,
-                qk.leases,
-                qk.succeeded,
-                qk.failed,
-                qk.canceled,
-                qk.events,
-                qk.uniques,
-                qk.job(local_id),
-                qk.done(local_id),
-                qk.log(local_id),
-            ],
-            [queue, self.config.events_maxlen, local_id],
-        )
-        if not int(deleted):
+        keys = [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.succeeded, qk.failed, qk.canceled]
+        keys += [qk.events, qk.uniques, qk.job(local_id), qk.done(local_id), qk.log(local_id)]
+        return ("delete", queue, keys, [queue, self.config.events_maxlen, local_id])
+
+    def _deleted(self, job_id: str, reply: Any) -> None:
+        if not int(reply):
             raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
+
+    def apply_many(
+        self, operation: str, job_ids: Iterable[str]
+    ) -> dict[str, JobqueueError | None]:
+        """Run ``operation`` ("retry", "cancel" or "delete") on many jobs, BATCH per round
+        trip. Returns, per id, None when done or the error it would have raised alone
+        (InvalidTransition, JobNotFound, InvalidJob...); a connection failure raises."""
+        make, read = {
+            "retry": (self._retry_call, self._retried),
+            "cancel": (self._cancel_call, self._canceled),
+            "delete": (self._delete_call, self._deleted),
+        }[operation]
+        pending = list(dict.fromkeys(job_ids))
+        results: dict[str, JobqueueError | None] = dict.fromkeys(pending)  # in the order given
+        for start in range(0, len(pending), BATCH):
+            ids, calls = [], []
+            for job_id in pending[start : start + BATCH]:
+                try:
+                    calls.append(make(job_id))
+                    ids.append(job_id)
+                except JobqueueError as exc:  # not a job id
+                    results[job_id] = exc
+            replies = self.run_batch(calls, raise_errors=False) if calls else []
+            for job_id, reply in zip(ids, replies, strict=True):
+                try:
+                    if isinstance(reply, JobqueueError):
+                        raise reply
+                    read(job_id, reply)
+                    results[job_id] = None
+                except JobqueueError as exc:
+                    results[job_id] = exc
+        return results
 
     def purge(self, queue: str, state: JobState | str, batch: int = BATCH) -> int:
         """Delete every job of ``queue`` in ``state`` (not running), ``batch`` per script

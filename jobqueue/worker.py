@@ -24,7 +24,7 @@ from .mirror_process import MirrorProcess
 from .worker_duties import Duties
 from .worker_pool import Child, InFlight, Pool
 from .worker_upkeep import Upkeep
-from .worker_wake import WakeListener
+from .worker_wake import IdleRegistration, WakeListener
 
 logger = logging.getLogger("jobqueue.worker")
 FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
@@ -55,8 +55,12 @@ class Worker(Upkeep):
         self.renew_every = lease / 3
         self.reap_every = min(lease / 2, 5.0)
         self.fence_margin = min(2.0, lease / 4)
+        self.idle = IdleRegistration(
+            engine, options.name, options.queues, ttl=max(3 * options.idle_poll, 3.0)
+        )
+        wake_keys = [engine.qkeys(q).wake for q in options.queues]
         self.listener = WakeListener(
-            engine.client, [engine.qkeys(q).wake for q in options.queues], options.idle_poll
+            engine.client, [*self.idle.inboxes, *wake_keys], options.idle_poll
         )
         self.wake_r, self.wake_w = socket.socketpair()
         parent_fds = [self.wake_r.fileno(), self.wake_w.fileno()]
@@ -193,6 +197,15 @@ class Worker(Upkeep):
 
     def _shutdown(self) -> None:
         self.listener.close()
+        if self.idle.registered:  # stopped while waiting: give back what was handed over
+            try:
+                calls = self.idle.unregister_calls()
+                handed = self.idle.read(self.engine.run_batch(calls, raise_errors=False))
+                calls = [self.engine.release_call(c.job_id, c.token) for c, _ in handed]
+                if calls:
+                    self.engine.run_batch(calls, raise_errors=False)
+            except ConnectionFailed:
+                pass  # the registrations lapse; leases of jobs handed over expire and are reaped
         self.pool.stop_all()
         if self.mirror is not None:  # a burst worker leaves the database up to date
             self.mirror.stop(drain=self.options.burst and not self.signals)
@@ -216,7 +229,7 @@ class Worker(Upkeep):
         are asked in turn when it runs dry). Outcomes wait up to FLUSH_DELAY for company, and
         claims wait until half the children's room is free, so each trip carries many jobs."""
         want = self._claim_wanted()
-        if not (want or force or self._outcomes_due()):
+        if not (want or force or self.idle.registered or self._outcomes_due()):
             return
         successes, failures = self.successes, self.failures
         releases, abandons = self.releases, self.abandons
@@ -225,6 +238,8 @@ class Worker(Upkeep):
         calls += [self.engine.release_call(j.job_id, j.claimed.token) for j in releases]
         calls += [self.engine.abandon_call(j.job_id, j.claimed.token, why) for j, why in abandons]
         outcomes = len(calls)
+        calls += self.idle.unregister_calls()  # awake now: no more jobs handed over
+        unregistering = len(calls) - outcomes
         queue = self.options.queues[0]
         if want:
             calls.append(self.engine.claim_call(queue, self.options.name, want))
@@ -239,6 +254,10 @@ class Worker(Upkeep):
             return
         if outcomes:
             self._recorded(read, replies[:finishing], replies[finishing:outcomes])
+        if unregistering:
+            handed = self.idle.read(replies[outcomes : outcomes + unregistering])
+            self.idle.waiting_on = ()
+            self._take_handoffs(handed)
         if want:
             self._claimed(queue, want, replies[-1], started)
 
@@ -322,6 +341,26 @@ class Worker(Upkeep):
         )
         return len(batch.jobs)
 
+    def _take_handoffs(self, handoffs: list[tuple[Any, int]]) -> None:
+        """Jobs an enqueue leased to this worker while it waited idle."""
+        now = time.monotonic()
+        jobs = [
+            InFlight(claim, claim.timeout, now + (claim.deadline_ms - since_ms) / 1000)
+            for claim, since_ms in handoffs
+        ]
+        if jobs:
+            self._assign(jobs)
+
+    def _register_idle(self) -> None:
+        """About to block: let enqueues hand new jobs straight to this worker."""
+        calls = self.idle.register_calls(room=self._capacity())
+        try:
+            replies = self.engine.run_batch(calls, raise_errors=False)
+        except ConnectionFailed:
+            self.idle.waiting_on = ()  # perhaps registered: such registrations lapse
+            return
+        self._take_handoffs(self.idle.read(replies))
+
     def _assign(self, jobs: list[InFlight]) -> None:
         """Share jobs among the children (fewest held first), one pipe message per child."""
         self.claimed_total += len(jobs)
@@ -348,6 +387,8 @@ class Worker(Upkeep):
         timeout = min(self.next_renew, self.next_reap) - time.monotonic()
         if self.duties is not None:
             timeout = min(timeout, self.duties.due_in())
+        if idle and self.listener.supported:
+            self._register_idle()
         if idle and self.listener.arm():
             readers.append(self.listener)
         elif idle:
@@ -370,8 +411,11 @@ class Worker(Upkeep):
                 except BlockingIOError:
                     pass
             elif item is self.listener:
-                self.listener.read()
-                self.maybe_ready = True
+                handoff = self.idle.handoff(self.listener.read())
+                if handoff is not None:
+                    self._take_handoffs([handoff])
+                else:
+                    self.maybe_ready = True
             else:
                 self._child_ready(item)
         if idle and not self.listener.supported and not ready:

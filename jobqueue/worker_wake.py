@@ -5,8 +5,12 @@ Enqueue pushes a token to the queue's wake list after the job is ready, so a wor
 nothing and then blocks can never miss a job. The BLPOP times out every ``timeout`` seconds so
 the worker also claims (and so promotes due scheduled jobs) at least that often.
 
+The worker also blocks on its inboxes: while it waits idle it is registered in its queues'
+idle sets (``IdleRegistration``), and an enqueue may lease a new job to it straight away and
+push the claim there (see ``jobqueue/engine/handoff.py``).
+
 Redis Cluster forbids BLPOP across slots; there the worker falls back to claiming every
-``CLUSTER_POLL`` seconds.
+``CLUSTER_POLL`` seconds (and never registers as idle).
 """
 
 from __future__ import annotations
@@ -20,6 +24,53 @@ from .engine.connection import is_cluster
 
 logger = logging.getLogger("jobqueue.worker")
 CLUSTER_POLL = 0.05
+
+
+class IdleRegistration:
+    """The worker's registrations in its queues' idle sets: made just before it blocks,
+    dropped (with what its inboxes hold) in the first exchange after it wakes."""
+
+    def __init__(self, engine: Any, worker: str, queues: tuple[str, ...], ttl: float) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.queues = queues
+        self.ttl = ttl
+        self.waiting_on: tuple[str, ...] = ()  # the queues it is registered in
+        self.inboxes = {engine.qkeys(q).inbox(worker): q for q in queues}
+
+    @property
+    def registered(self) -> bool:
+        return bool(self.waiting_on)
+
+    def register_calls(self, room: int) -> list[Any]:
+        """Register in the first ``room`` queues (each registration may bring one job)."""
+        self.waiting_on = self.queues[: max(room, 0)]
+        return [self.engine.idle_call(q, self.worker, True, self.ttl) for q in self.waiting_on]
+
+    def unregister_calls(self) -> list[Any]:
+        return [self.engine.idle_call(q, self.worker, False) for q in self.waiting_on]
+
+    def read(self, replies: list[Any]) -> list[tuple[Any, int]]:
+        """The claims handed over, each with the Redis time its remaining lease counts from."""
+        out: list[tuple[Any, int]] = []
+        for queue, reply in zip(self.waiting_on, replies, strict=True):
+            if isinstance(reply, Exception):
+                logger.error("idle_registration_failed queue=%s error=%s", queue, reply)
+                continue
+            now_ms, claims = self.engine.read_inbox(queue, reply)
+            out += [(claim, now_ms) for claim in claims]
+        return out
+
+    def handoff(self, reply: Any) -> tuple[Any, int] | None:
+        """A BLPOP reply that came from an inbox, as a claim; None for a wake-up token."""
+        if not reply:
+            return None
+        key = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        queue = self.inboxes.get(key)
+        if queue is None:
+            return None
+        claim = self.engine.read_handoff(queue, reply[1])
+        return claim, self.engine.handoff_started_ms(reply[1])
 
 
 class WakeListener:
@@ -56,16 +107,16 @@ class WakeListener:
     def fileno(self) -> int:
         return int(self.conn._sock.fileno())
 
-    def read(self) -> bool:
-        """Consume the BLPOP reply; True when it was a wake-up token, False on its timeout."""
+    def read(self) -> Any:
+        """Consume the BLPOP reply: ``[key, value]``, or None on its timeout."""
         try:
             reply = self.conn.read_response()
         except (redis.RedisError, OSError) as exc:
             logger.warning("wake_listener_failed error=%r", exc)
             self.close()
-            return False
+            return None
         self.pending = False
-        return reply is not None
+        return reply
 
     def socket_fd(self) -> int | None:
         if self.conn is None or getattr(self.conn, "_sock", None) is None:

@@ -121,8 +121,10 @@ def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine):
     engine.claim("default", "w")
     qk = engine.qkeys("default")
     local_id = job.id.split(":", 1)[1]
-    keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.job(local_id)]
-    reply = engine.run("enqueue_one", "default", keys, ["default", 100, 100, local_id, 0])
+    keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.idle, qk.leases, qk.job(local_id)]
+    reply = engine.run(
+        "enqueue_one", "default", keys, ["default", 100, 100, local_id, 0, qk.inbox_prefix, 30000]
+    )
     assert reply[1] == b"exists"
     assert engine.get(job.id).state is JobState.RUNNING
     assert engine.client.zcard(qk.ready) == 0

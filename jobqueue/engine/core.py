@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import EngineConfig
 from .connection import get_client
+from .handoff import HandoffMixin
 from .lease import LeaseMixin
 from .operations import OperationsMixin
 from .producer import ProducerMixin
@@ -14,7 +15,9 @@ from .registry import TaskRegistry
 from .workers import BookkeepingMixin
 
 
-class Engine(ProducerMixin, LeaseMixin, OperationsMixin, ReadsMixin, BookkeepingMixin):
+class Engine(
+    ProducerMixin, LeaseMixin, HandoffMixin, OperationsMixin, ReadsMixin, BookkeepingMixin
+):
     """Enqueue (:mod:`.producer`), lease and run (:mod:`.lease`), operate (:mod:`.operations`)
     and read (:mod:`.reads`) jobs; keep workers, logs and schedules (:mod:`.workers`). Each
     state change is one Lua script in ``scripts/``.

@@ -22,6 +22,7 @@ QUEUE_KEYS: dict[str, tuple[str, str]] = {
     "uniques": ("hash", "unique key -> id of the live job holding it"),
     "events": ("stream", "one entry per transition, read by the mirror"),
     "wake": ("list", "wake-up tokens for blocked workers (a hint, capped)"),
+    "idle": ("zset", "workers waiting idle for this queue; score = registration end ms"),
 }
 # Per job (the job's local id is the last part).
 JOB_KEYS: dict[str, tuple[str, str]] = {
@@ -54,6 +55,7 @@ class QueueKeys:
     uniques: str
     events: str
     wake: str
+    idle: str
 
     def __init__(self, queue: str, base: str) -> None:
         self.queue = queue
@@ -73,6 +75,9 @@ class QueueKeys:
     def log(self, local_id: str) -> str:
         return f"{self.base}log:{local_id}"
 
+    def inbox(self, worker: str) -> str:
+        return f"{self.base}inbox:{worker}"
+
     # Prefixes handed to the scripts that derive job keys from ids they pop themselves.
     @property
     def job_prefix(self) -> str:
@@ -85,6 +90,10 @@ class QueueKeys:
     @property
     def log_prefix(self) -> str:
         return self.base + "log:"
+
+    @property
+    def inbox_prefix(self) -> str:
+        return self.base + "inbox:"
 
 
 class KeySpace:
@@ -117,6 +126,7 @@ class KeySpace:
         q = self.queue("<queue>")
         out = {kind: getattr(q, kind) for kind in QUEUE_KEYS}
         out.update(job=q.job("<id>"), done=q.done("<id>"), log=q.log("<id>"))
+        out.update(inbox=q.inbox("<name>"))
         out.update(
             queues=self.queues,
             workers=self.workers,

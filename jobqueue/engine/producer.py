@@ -142,18 +142,21 @@ class ProducerMixin(EngineBase):
         fields = item.fields
         if spec.priority:
             fields = [*fields, "prio", int(spec.priority)]
-        keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.job(item.local_id)]
+        keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.idle, qk.leases, qk.job(item.local_id)]
         args = [
             spec.queue,
             self.config.events_maxlen,
             self.config.wake_cap,
             item.local_id,
             int(spec.priority),
+            qk.inbox_prefix,
+            self.config.lease_ms,
             *fields,
         ]
-        now_ms, status = self.run("enqueue_one", spec.queue, keys, args)
+        now_ms, status, _ = self.run("enqueue_one", spec.queue, keys, args)
         if decode(status) != "new":  # a repeated call after a lost reply: the job is there
             return self.get(make_job_id(spec.queue, item.local_id))
+        # Version 1, as created (it may already be leased to an idle worker: version 2).
         return self._new_job(item, int(now_ms), JobState.QUEUED)
 
     def validate(self, spec: JobSpec) -> None:

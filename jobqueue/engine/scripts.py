@@ -37,6 +37,7 @@ SCRIPT_NAMES = (
     "purge",
     "pause",
     "wait_prepare",
+    "idle",
 )
 
 

@@ -15,7 +15,7 @@ end
 -- The Redis type each queue-level key must have (keys end in '}:<kind>').
 local KEY_TYPES = {meta = 'hash', ready = 'zset', scheduled = 'zset', leases = 'zset',
   succeeded = 'zset', failed = 'zset', canceled = 'zset', uniques = 'hash',
-  events = 'stream', wake = 'list'}
+  events = 'stream', wake = 'list', idle = 'zset'}
 
 -- Checks made before any write, since Redis keeps the writes a failing script made:
 --  * every queue-level key in KEYS has its expected type (or does not exist yet), so planted

@@ -1,0 +1,103 @@
+"""Handing a new job straight to a worker waiting idle (``enqueue_one.lua`` + ``idle.lua``)."""
+
+import time
+
+from jobqueue.engine import JobState
+from jobqueue.engine.handoff import inbox_queue
+
+
+def register(engine, worker, waiting=True, ttl=3.0, queue="default"):
+    return engine.read_inbox(queue, engine.run(*engine.idle_call(queue, worker, waiting, ttl)))
+
+
+def test_a_job_enqueued_while_a_worker_waits_is_leased_to_it(engine):
+    assert register(engine, "w1")[1] == []
+    job = engine.enqueue("tests.add", [2, 3])
+    assert job.state is JobState.QUEUED and job.version == 1  # the snapshot the call returns
+    live = engine.get(job.id)
+    assert live.state is JobState.RUNNING and live.version == 2
+    assert list(live.worker_ids) == ["w1"] and live.attempts == 1
+    assert live.started_at == live.enqueued_at  # leased in the enqueue's own script
+    qk = engine.qkeys("default")
+    assert engine.client.zcard(qk.ready) == 0 and engine.client.zcard(qk.idle) == 0
+    assert engine.client.llen(qk.wake) == 0  # nobody else is woken for it
+    # The worker finds the claim in its inbox: it can complete the job with that token.
+    entries = engine.client.lrange(qk.inbox("w1"), 0, -1)
+    claimed = engine.read_handoff("default", entries[0])
+    assert claimed.job_id == job.id and claimed.fields["args"] == "[2,3]"
+    assert claimed.deadline_ms == int(engine.client.zscore(qk.leases, claimed.local_id))
+    engine.complete(claimed.job_id, claimed.token, 5)
+    assert engine.get(job.id).result == 5
+    events = engine.client.xrange(qk.events)
+    assert [(e[1][b"s"], e[1][b"v"]) for e in events] == [
+        (b"queued", b"1"),
+        (b"running", b"2"),
+        (b"succeeded", b"3"),
+    ]
+
+
+def test_one_job_per_registration_then_the_ready_set(engine):
+    register(engine, "w1")
+    first, second = engine.enqueue("tests.noop"), engine.enqueue("tests.noop")
+    assert engine.get(first.id).state is JobState.RUNNING
+    assert engine.get(second.id).state is JobState.QUEUED
+
+
+def test_unregistering_hands_over_what_the_inbox_holds(engine):
+    register(engine, "w1")
+    job = engine.enqueue("tests.noop")
+    now_ms, claims = register(engine, "w1", waiting=False)
+    assert [c.job_id for c in claims] == [job.id] and now_ms > 0
+    assert engine.client.exists(engine.qkeys("default").inbox("w1")) == 0
+    assert engine.enqueue("tests.noop").state is JobState.QUEUED
+    assert engine.get(engine.enqueue("tests.noop").id).state is JobState.QUEUED
+
+
+def test_a_lapsed_registration_or_a_paused_queue_gets_no_job(engine):
+    register(engine, "w1", ttl=0.05)
+    time.sleep(0.1)
+    job = engine.enqueue("tests.noop")
+    assert engine.get(job.id).state is JobState.QUEUED
+    register(engine, "w2")
+    engine.pause("default")
+    assert engine.get(engine.enqueue("tests.noop").id).state is JobState.QUEUED
+    engine.resume("default")
+    assert engine.get(engine.enqueue("tests.noop").id).state is JobState.RUNNING
+
+
+def test_a_job_leased_to_a_worker_that_died_idle_is_reaped(engine_config, registry):
+    import dataclasses
+
+    import redis
+
+    from jobqueue.engine import Engine
+    from tests.conftest import REDIS_URL
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        engine = Engine(client, dataclasses.replace(engine_config, lease_seconds=0.2), registry)
+        register(engine, "gone")  # then the worker died: nobody reads its inbox
+        job = engine.enqueue("tests.noop")
+        assert engine.get(job.id).state is JobState.RUNNING
+        time.sleep(0.3)
+        engine.reap("default")
+        again = engine.get(job.id)
+        assert again.state is JobState.QUEUED and again.stalls == 1
+        assert engine.claim("default", "w2").jobs[0].job_id == job.id
+        engine.client.delete(engine.qkeys("default").inbox("gone"))
+    finally:
+        client.close()
+
+
+def test_planted_data_at_the_inbox_key_makes_the_job_wait_in_the_ready_set(engine):
+    register(engine, "w1")
+    engine.client.set(engine.qkeys("default").inbox("w1"), "not a list")
+    job = engine.enqueue("tests.noop")
+    assert engine.get(job.id).state is JobState.QUEUED
+    engine.client.delete(engine.qkeys("default").inbox("w1"))
+
+
+def test_inbox_keys_name_their_queue(engine):
+    key = engine.qkeys("emails").inbox("w1")
+    assert inbox_queue(key, engine.config.prefix) == "emails"
+    assert inbox_queue(engine.qkeys("emails").wake, engine.config.prefix) is None

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from .engine import CorruptJob
 from .engine.connection import is_cluster
 
 logger = logging.getLogger("jobqueue.worker")
@@ -57,7 +58,11 @@ class IdleRegistration:
             if isinstance(reply, Exception):
                 logger.error("idle_registration_failed queue=%s error=%s", queue, reply)
                 continue
-            now_ms, claims = self.engine.read_inbox(queue, reply)
+            try:
+                now_ms, claims = self.engine.read_inbox(queue, reply)
+            except CorruptJob as exc:  # planted data: its jobs' leases expire and are reaped
+                logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
+                continue
             out += [(claim, now_ms) for claim in claims]
         return out
 
@@ -69,8 +74,13 @@ class IdleRegistration:
         queue = self.inboxes.get(key)
         if queue is None:
             return None
-        claim = self.engine.read_handoff(queue, reply[1])
-        return claim, self.engine.handoff_started_ms(reply[1])
+        try:
+            return self.engine.read_handoff(queue, reply[1]), self.engine.handoff_started_ms(
+                reply[1]
+            )
+        except CorruptJob as exc:
+            logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
+            return None
 
 
 class WakeListener:

@@ -101,3 +101,14 @@ def test_inbox_keys_name_their_queue(engine):
     key = engine.qkeys("emails").inbox("w1")
     assert inbox_queue(key, engine.config.prefix) == "emails"
     assert inbox_queue(engine.qkeys("emails").wake, engine.config.prefix) is None
+
+
+def test_an_unreadable_inbox_entry_is_reported_not_crashed_on(engine):
+    import pytest
+
+    from jobqueue.engine import CorruptJob
+
+    with pytest.raises(CorruptJob, match="not a claim"):
+        engine.read_handoff("default", b"not json")
+    with pytest.raises(CorruptJob, match="not a claim"):
+        engine.read_handoff("default", b'["id", "1"]')

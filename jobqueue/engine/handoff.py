@@ -38,14 +38,21 @@ class HandoffMixin(EngineBase):
     def read_handoff(self, queue: str, entry: Any) -> Claimed:
         """One inbox entry (pushed by enqueue_one.lua) as a claim, its fields left as text for
         the process that runs it."""
-        local_id, token, deadline, _, flat = codec.loads(entry)
+        try:
+            local_id, token, deadline, _, flat = codec.loads(entry)
+            fields = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+            deadline = int(deadline)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise CorruptJob(f"An inbox entry of queue {queue!r} is not a claim: {exc}") from exc
         job_id = make_job_id(queue, str(local_id))
-        fields = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-        return Claimed(job_id, queue, str(local_id), str(token), int(deadline), None, None, fields)
+        return Claimed(job_id, queue, str(local_id), str(token), deadline, None, None, fields)
 
     def handoff_started_ms(self, entry: Any) -> int:
         """The Redis time at which an inbox entry's lease began."""
-        return int(codec.loads(entry)[3])
+        try:
+            return int(codec.loads(entry)[3])
+        except (ValueError, TypeError, IndexError) as exc:
+            raise CorruptJob(f"An inbox entry is not a claim: {exc}") from exc
 
 
 def inbox_queue(key: Any, prefix: str) -> str | None:
@@ -54,6 +61,3 @@ def inbox_queue(key: Any, prefix: str) -> str | None:
     if not text.startswith(prefix + ":{") or "}:inbox:" not in text:
         return None
     return text[len(prefix) + 2 : text.index("}:inbox:")]
-
-
-__all__ = ["CorruptJob", "HandoffMixin", "inbox_queue"]

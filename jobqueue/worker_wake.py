@@ -75,9 +75,7 @@ class IdleRegistration:
         if queue is None:
             return None
         try:
-            return self.engine.read_handoff(queue, reply[1]), self.engine.handoff_started_ms(
-                reply[1]
-            )
+            return self.engine.read_handoff(queue, reply[1])
         except CorruptJob as exc:
             logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
             return None

@@ -3,7 +3,6 @@
 import time
 
 from jobqueue.engine import JobState
-from jobqueue.engine.handoff import inbox_queue
 
 
 def register(engine, worker, waiting=True, ttl=3.0, queue="default"):
@@ -23,8 +22,9 @@ def test_a_job_enqueued_while_a_worker_waits_is_leased_to_it(engine):
     assert engine.client.llen(qk.wake) == 0  # nobody else is woken for it
     # The worker finds the claim in its inbox: it can complete the job with that token.
     entries = engine.client.lrange(qk.inbox("w1"), 0, -1)
-    claimed = engine.read_handoff("default", entries[0])
+    claimed, started_ms = engine.read_handoff("default", entries[0])
     assert claimed.job_id == job.id and claimed.fields["args"] == "[2,3]"
+    assert started_ms == int(engine.client.hget(qk.job(claimed.local_id), "started"))
     assert claimed.deadline_ms == int(engine.client.zscore(qk.leases, claimed.local_id))
     engine.complete(claimed.job_id, claimed.token, 5)
     assert engine.get(job.id).result == 5
@@ -95,12 +95,6 @@ def test_planted_data_at_the_inbox_key_makes_the_job_wait_in_the_ready_set(engin
     job = engine.enqueue("tests.noop")
     assert engine.get(job.id).state is JobState.QUEUED
     engine.client.delete(engine.qkeys("default").inbox("w1"))
-
-
-def test_inbox_keys_name_their_queue(engine):
-    key = engine.qkeys("emails").inbox("w1")
-    assert inbox_queue(key, engine.config.prefix) == "emails"
-    assert inbox_queue(engine.qkeys("emails").wake, engine.config.prefix) is None
 
 
 def test_an_unreadable_inbox_entry_is_reported_not_crashed_on(engine):

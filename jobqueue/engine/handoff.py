@@ -14,12 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import codec
-from .base import EngineBase, decode
+from .base import EngineBase
 from .errors import CorruptJob
 from .job import make_job_id
-from .lease import Claimed
-
-Call = tuple[str, str, list[str], list[Any]]
+from .lease import Call, Claimed
 
 
 class HandoffMixin(EngineBase):
@@ -33,31 +31,17 @@ class HandoffMixin(EngineBase):
 
     def read_inbox(self, queue: str, reply: Any) -> tuple[int, list[Claimed]]:
         """``(now_ms, claims)`` from an ``idle`` script's reply."""
-        return int(reply[0]), [self.read_handoff(queue, entry) for entry in reply[1:]]
+        return int(reply[0]), [self.read_handoff(queue, entry)[0] for entry in reply[1:]]
 
-    def read_handoff(self, queue: str, entry: Any) -> Claimed:
-        """One inbox entry (pushed by enqueue_one.lua) as a claim, its fields left as text for
-        the process that runs it."""
+    def read_handoff(self, queue: str, entry: Any) -> tuple[Claimed, int]:
+        """One inbox entry (pushed by enqueue_one.lua): the claim, its fields left as text for
+        the process that runs it, and the Redis time its lease began."""
         try:
-            local_id, token, deadline, _, flat = codec.loads(entry)
+            local_id, token, deadline, started, flat = codec.loads(entry)
             fields = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-            deadline = int(deadline)
+            deadline, started = int(deadline), int(started)
         except (ValueError, TypeError, IndexError) as exc:
             raise CorruptJob(f"An inbox entry of queue {queue!r} is not a claim: {exc}") from exc
         job_id = make_job_id(queue, str(local_id))
-        return Claimed(job_id, queue, str(local_id), str(token), deadline, None, None, fields)
-
-    def handoff_started_ms(self, entry: Any) -> int:
-        """The Redis time at which an inbox entry's lease began."""
-        try:
-            return int(codec.loads(entry)[3])
-        except (ValueError, TypeError, IndexError) as exc:
-            raise CorruptJob(f"An inbox entry is not a claim: {exc}") from exc
-
-
-def inbox_queue(key: Any, prefix: str) -> str | None:
-    """The queue of an inbox key (``<prefix>:{<queue>}:inbox:<worker>``), else None."""
-    text = decode(key)
-    if not text.startswith(prefix + ":{") or "}:inbox:" not in text:
-        return None
-    return text[len(prefix) + 2 : text.index("}:inbox:")]
+        claim = Claimed(job_id, queue, str(local_id), str(token), deadline, None, None, fields)
+        return claim, started

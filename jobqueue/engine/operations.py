@@ -12,9 +12,9 @@ from typing import Any
 from .base import EngineBase, decode
 from .errors import InvalidJob, InvalidTransition, JobNotFound, JobqueueError
 from .job import PURGEABLE_STATES, RETRYABLE_STATES, JobState, split_job_id, validate_queue_name
+from .lease import Call
 
 BATCH = 500
-Call = tuple[str, str, list[str], list[Any]]
 
 
 class OperationsMixin(EngineBase):

@@ -12,72 +12,63 @@ from jobqueue.engine.connection import create_client
 from jobqueue.engine.direct import DirectCaller
 
 
-def test_each_thread_keeps_its_own_connection(redis_url):
+@pytest.fixture
+def client(redis_url):
     client = redis.Redis.from_url(redis_url)
-    try:
-        caller = DirectCaller(client)
-        mine = caller._connection()
-        assert caller._connection() is mine  # kept, not checked out per call
-        theirs = []
-        thread = threading.Thread(target=lambda: theirs.append(caller._connection()))
-        thread.start()
-        thread.join()
-        assert theirs[0] is not mine
-        assert caller.execute("PING") == b"PONG"
-    finally:
-        client.close()
+    yield client
+    client.close()
 
 
-def test_a_thread_that_ends_gives_its_connection_back(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        caller = DirectCaller(client)
-        thread = threading.Thread(target=lambda: caller.execute("PING"))
-        thread.start()
-        thread.join()
-        del thread
-        pool = client.connection_pool
-        assert len(pool._in_use_connections) == 0
-        assert len(pool._available_connections) == 1
-    finally:
-        client.close()
+def test_each_thread_keeps_its_own_connection(client):
+    caller = DirectCaller(client)
+    mine = caller._connection()
+    assert caller._connection() is mine  # kept, not checked out per call
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(caller._connection()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+    assert caller.execute("PING") == b"PONG"
 
 
-def test_error_replies_keep_their_place_and_the_connection(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        caller = DirectCaller(client)
-        replies = caller.execute_many([("PING",), ("NOSUCHCOMMAND",), ("ECHO", "x")])
-        assert replies[0] == b"PONG" and replies[2] == b"x"
-        assert isinstance(replies[1], redis.ResponseError)
-        with pytest.raises(redis.ResponseError, match="NOSUCHCOMMAND"):
-            caller.execute("NOSUCHCOMMAND")
-        assert caller.execute("ECHO", "still usable") == b"still usable"
-        with pytest.raises(redis.DataError, match="not a str, bytes or number"):
-            caller.execute("ECHO", None)
-    finally:
-        client.close()
+def test_a_thread_that_ends_gives_its_connection_back(client):
+    caller = DirectCaller(client)
+    thread = threading.Thread(target=lambda: caller.execute("PING"))
+    thread.start()
+    thread.join()
+    del thread
+    pool = client.connection_pool
+    assert len(pool._in_use_connections) == 0
+    assert len(pool._available_connections) == 1
 
 
-def test_a_forked_child_opens_its_own_connection(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        caller = DirectCaller(client)
-        caller.execute("PING")
-        parent_conn = caller._connection()
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through the pipe
-            ok = caller._connection() is not parent_conn and caller.execute("PING") == b"PONG"
-            os.write(write, b"1" if ok else b"0")
-            os._exit(0)
-        os.close(write)
-        assert os.read(read, 1) == b"1"
-        os.close(read)
-        os.waitpid(pid, 0)
-        assert caller.execute("PING") == b"PONG"  # the parent's connection is untouched
-    finally:
-        client.close()
+def test_error_replies_keep_their_place_and_the_connection(client):
+    caller = DirectCaller(client)
+    replies = caller.execute_many([("PING",), ("NOSUCHCOMMAND",), ("ECHO", "x")])
+    assert replies[0] == b"PONG" and replies[2] == b"x"
+    assert isinstance(replies[1], redis.ResponseError)
+    with pytest.raises(redis.ResponseError, match="NOSUCHCOMMAND"):
+        caller.execute("NOSUCHCOMMAND")
+    assert caller.execute("ECHO", "still usable") == b"still usable"
+    with pytest.raises(redis.DataError, match="not a str, bytes or number"):
+        caller.execute("ECHO", None)
+
+
+def test_a_forked_child_opens_its_own_connection(client):
+    caller = DirectCaller(client)
+    caller.execute("PING")
+    parent_conn = caller._connection()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        ok = caller._connection() is not parent_conn and caller.execute("PING") == b"PONG"
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert caller.execute("PING") == b"PONG"  # the parent's connection is untouched
 
 
 def test_engine_survives_a_redis_restart_between_calls(private_redis, registry):

@@ -155,16 +155,16 @@ class Mirror:
                         or []
                     )
                 return out
-            return (
-                self.engine.client.xreadgroup(
-                    GROUP,
-                    self.consumer,
-                    streams,
-                    count=self.batch,
-                    block=self.block_ms if block else None,
-                )
-                or []
-            )
+            # Sent on the engine's own connection (``engine/direct.py``): the reply comes as
+            # Redis sends it, {stream: [[id, [name, value, ...]], ...]} (a list of pairs in
+            # RESP2), without redis-py's conversion of every entry to a dict.
+            command: list[Any] = ["XREADGROUP", "GROUP", GROUP, self.consumer]
+            command += ["COUNT", self.batch]
+            if block:
+                command += ["BLOCK", self.block_ms]
+            command += ["STREAMS", *streams, *streams.values()]
+            reply = self.engine.scripts.direct.execute(*command) or []
+            return list(reply.items()) if isinstance(reply, dict) else reply
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was lost (Redis data loss): start over
                 self.groups.clear()

@@ -59,20 +59,29 @@ class Event:
 CORE = frozenset({"id", "q", "s", "v", "t"})
 
 
-def parse_event(queue: str, entry_id: Any, fields: dict) -> Event | None:
+def parse_event(queue: str, entry_id: Any, fields: list | dict) -> Event | None:
+    """An event from a stream entry: its fields as Redis sends them (a flat name, value
+    list) or as a dict. None for an entry that is not one of ours."""
     try:
-        f = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-        changes = {k: v for k, v in f.items() if k not in CORE}
+        if isinstance(fields, dict):
+            pairs: Any = fields.items()
+        else:  # an odd last name (not ours) is dropped; the checks below refuse the entry
+            pairs = zip(fields[::2], fields[1::2], strict=False)
+        core: dict[str, str] = {}
+        changes: dict[str, str] = {}
+        for k, v in pairs:
+            name = k.decode()
+            (core if name in CORE else changes)[name] = v.decode(errors="replace")
         return Event(
             entry_id.decode(),
-            f.get("q") or queue,
-            f["id"],
-            f["s"],
-            int(f["v"]),
-            int(f["t"]),
+            core.get("q") or queue,
+            core["id"],
+            core["s"],
+            int(core["v"]),
+            int(core["t"]),
             changes,
         )
-    except (KeyError, ValueError, AttributeError):
+    except (KeyError, ValueError, AttributeError, TypeError):
         return None  # not one of ours: skipped (and acknowledged)
 
 

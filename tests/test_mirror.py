@@ -825,3 +825,23 @@ def test_a_released_job_is_mirrored_as_redis_holds_it(jq):
     jq.release(job.id, claimed.token)  # graceful shutdown: the attempt is forgotten
     Mirror(jq).drain()
     assert stored(job.id) == as_in_redis(jq, job.id)
+
+
+def test_an_entry_is_read_as_redis_sends_it_or_as_a_dict():
+    from jobqueue.mirror_apply import parse_event
+
+    flat = [b"id", b"abc", b"q", b"emails", b"s", b"queued", b"v", b"1", b"t", b"1700000000000"]
+    flat += [b"task", b"tests.add", b"args", b"[1,\xff2]"]
+    event = parse_event("default", b"1-0", flat)
+    assert (event.job_id, event.state, event.version, event.at_ms) == (
+        "emails:abc",
+        "queued",
+        1,
+        1700000000000,
+    )
+    assert event.changes == {"task": "tests.add", "args": "[1,\ufffd2]"}  # bad bytes replaced
+    as_dict = dict(zip(flat[::2], flat[1::2], strict=True))
+    assert parse_event("default", b"1-0", as_dict) == event  # redis-py's shape (Cluster)
+    # Entries that are not ours are skipped, whatever their shape.
+    assert parse_event("default", b"1-0", [b"id", b"abc", b"s"]) is None
+    assert parse_event("default", b"1-0", [b"x", b"y"]) is None

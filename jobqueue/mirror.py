@@ -163,7 +163,9 @@ class Mirror:
             if block:
                 command += ["BLOCK", self.block_ms]
             command += ["STREAMS", *streams, *streams.values()]
-            reply = self.engine.scripts.direct.execute(*command) or []
+            direct = self.engine.scripts.direct
+            assert direct is not None  # every client but Cluster's
+            reply = direct.execute(*command) or []
             return list(reply.items()) if isinstance(reply, dict) else reply
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was lost (Redis data loss): start over

@@ -165,6 +165,7 @@ class JobLogHandler(logging.Handler):
 
 
 _capture: dict[int, JobLogHandler] = {}  # pid -> this process's handler
+TASK_LOGGERS = ("django.tasks", "django_tasks")  # Django 6's and the backport's
 
 
 def _log_handler() -> JobLogHandler:
@@ -175,6 +176,13 @@ def _log_handler() -> JobLogHandler:
         handler = _capture[os.getpid()] = JobLogHandler(level)
         root = logging.getLogger()
         if root.level > level:
+            # Django's own task loggers keep the level they had: lowering the root for the
+            # jobs' logs would otherwise print "Task started/finished" for every job (and
+            # build those records, a cost per job) where nobody asked for them.
+            for name in TASK_LOGGERS:
+                task_logger = logging.getLogger(name)
+                if task_logger.level == logging.NOTSET:
+                    task_logger.setLevel(root.level)
             root.setLevel(level)  # once per process
         root.addHandler(handler)
     return handler

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jobqueue.compat import TaskResultStatus
-from jobqueue.conf import get_engine
+from jobqueue.conf import get_engine, jobqueue_settings
 from jobqueue.engine import JobState
 from tests import sample_tasks as t
 from tests.conftest import wait_for
@@ -341,3 +341,32 @@ def test_worker_exits_with_its_parent_process_group_gone(start_worker):
         return False
 
     wait_for(gone, timeout=10, message="a child outlived its parent")
+
+
+def test_capturing_job_logs_leaves_djangos_task_loggers_as_they_were():
+    # Lowering the root level for the jobs' logs must not switch on Django's own
+    # "Task started/finished" records in the worker (a cost per job, and output nobody asked for).
+    import logging
+
+    from jobqueue import execution
+
+    root = logging.getLogger()
+    saved = root.level, dict(execution._capture)
+    loggers = [logging.getLogger(name) for name in execution.TASK_LOGGERS]
+    try:
+        root.setLevel(logging.WARNING)
+        execution._capture.clear()
+        handler = execution._log_handler()
+        assert (
+            root.level == logging.getLevelName(jobqueue_settings.JOB_LOG_LEVEL) < logging.WARNING
+        )
+        assert all(not lg.isEnabledFor(logging.INFO) for lg in loggers)
+        assert all(lg.isEnabledFor(logging.ERROR) for lg in loggers)  # failures still logged
+        assert logging.getLogger("myapp.tasks").isEnabledFor(logging.INFO)  # jobs' own logs
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        execution._capture.clear()
+        execution._capture.update(saved[1])
+        for lg in loggers:
+            lg.setLevel(logging.NOTSET)

@@ -68,6 +68,13 @@ local function bump_version(jkey)
   return 1
 end
 
+-- The version after `text` (a job's 'v' field, or nil), as bump_version counts: planted
+-- garbage starts again at 1. For scripts that write 'v' with the rest of their HSET.
+local function next_version(text)
+  local n = text and string.match(text, '^%-?%d+$') and tonumber(text)
+  return n and n + 1 or 1
+end
+
 -- Appends one event: the job's local id, queue, new state, version, time and the changed
 -- job-hash fields verbatim (flat name/value pairs).
 local function emit(stream, maxlen, queue, lid, state, version, t, changes)

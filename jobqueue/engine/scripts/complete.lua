@@ -22,17 +22,26 @@ for i = 1, n do
   local jkey, done = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local a = 2 + 4 * i
   local lid, token, result, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  if holds_lease(jkey, token) then
+  -- What the job's fields say, in one call: state and token (the lease check), its own result
+  -- TTL, its unique key, how many wait() calls are waiting, its version.
+  local ok, h = pcall(redis.call, 'HMGET', jkey, 'state', 'token', 'ttl', 'unique', 'w', 'v')
+  if ok and h[1] == 'running' and h[2] == token then
     if not ttl then
-      local own = tonumber(redis.call('HGET', jkey, 'ttl'))
+      local own = tonumber(h[3])
       ttl = own and own * 1000 or default_ttl
     end
+    local v = next_version(h[6])
     redis.call('ZREM', leases, lid)
-    redis.call('HSET', jkey, 'state', 'succeeded', 'result', result, 'ended', now)
-    redis.call('HDEL', jkey, 'lease', 'cancel')
-    local v = bump_version(jkey)
-    release_unique(uniques, jkey, lid)
-    notify_waiters(jkey, done)
+    redis.call('HSET', jkey, 'state', 'succeeded', 'result', result, 'ended', now, 'v', v)
+    local waiting = tonumber(h[5] or '0') or 0
+    if waiting > 0 then
+      for _ = 1, waiting do redis.call('RPUSH', done, '1') end
+      redis.call('PEXPIRE', done, 60000)
+      redis.call('HDEL', jkey, 'lease', 'cancel', 'w')
+    else
+      redis.call('HDEL', jkey, 'lease', 'cancel')
+    end
+    if h[4] and redis.call('HGET', uniques, h[4]) == lid then redis.call('HDEL', uniques, h[4]) end
     redis.call('PEXPIRE', jkey, ttl)
     redis.call('ZADD', registry, now, lid)
     emit(events, maxlen, queue, lid, 'succeeded', v, now, {'result', result, 'ended', now})

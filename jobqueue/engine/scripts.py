@@ -1,14 +1,16 @@
 """Loads the Lua scripts in ``scripts/`` (one per transition) and runs them by SHA.
 
-Each script is ``_lib.lua`` followed by the script's own file; its header documents KEYS, ARGV
-and the return value. Scripts run with EVALSHA; a server that does not know a script (it was
-restarted, or SCRIPT FLUSH ran) answers NOSCRIPT, and the script is loaded and run again. In a
+Each script is the helpers of ``_lib.lua`` it uses followed by the script's own file; its
+header documents KEYS, ARGV and the return value. Scripts run with EVALSHA; a server that does
+not know a script (it was restarted, or SCRIPT FLUSH ran) answers NOSCRIPT, and the script is
+loaded and run again. In a
 pipeline, only the calls that got NOSCRIPT are run again: a script that ran is never repeated.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -41,12 +43,35 @@ SCRIPT_NAMES = (
 )
 
 
+DEFINITION = re.compile(r"^local (?:function )?(\w+)", re.MULTILINE)
+COMMENT = re.compile(r"--[^\n]*")
+
+
 @cache
 def source(name: str) -> str:
-    """The full text sent to Redis for script ``name``."""
+    """The full text sent to Redis for script ``name``: the helpers of ``_lib.lua`` it uses
+    (directly or through another helper), in their order there, then the script itself.
+    Helpers a script does not use are left out: each call would define them again."""
     folder = resources.files(__package__).joinpath("scripts")
-    lib = folder.joinpath("_lib.lua").read_text()
-    return lib + "\n" + folder.joinpath(f"{name}.lua").read_text()
+    body = folder.joinpath(f"{name}.lua").read_text()
+    helpers = []  # (name, text): each definition of _lib.lua with the comment above it
+    for block in folder.joinpath("_lib.lua").read_text().split("\n\n"):
+        found = DEFINITION.search(block)
+        if found:
+            helpers.append((found.group(1), block))
+    used: set[str] = set()
+    scanned = COMMENT.sub("", body)
+    while True:
+        more = {
+            helper
+            for helper, _ in helpers
+            if helper not in used and re.search(rf"\b{helper}\b", scanned)
+        }
+        if not more:
+            break
+        used |= more
+        scanned = COMMENT.sub("", "".join(text for helper, text in helpers if helper in more))
+    return "\n\n".join(text for helper, text in helpers if helper in used) + "\n" + body
 
 
 @cache

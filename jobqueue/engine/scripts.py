@@ -3,8 +3,8 @@
 Each script is the helpers of ``_lib.lua`` it uses followed by the script's own file; its
 header documents KEYS, ARGV and the return value. Scripts run with EVALSHA; a server that does
 not know a script (it was restarted, or SCRIPT FLUSH ran) answers NOSCRIPT, and the script is
-loaded and run again. In a
-pipeline, only the calls that got NOSCRIPT are run again: a script that ran is never repeated.
+loaded and run again. In a pipeline, only the calls that got NOSCRIPT are run again: a script
+that ran is never repeated.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 -- _lib.lua: helpers shared by every jobqueue script.
--- jobqueue/engine/scripts.py prepends this file to each script before loading it, so each
--- script stays one atomic EVALSHA. Nothing here touches a key it is not given.
+-- jobqueue/engine/scripts.py prepends the helpers a script uses (each definition below with the
+-- comment above it; blocks are separated by a blank line) to that script before loading it, so
+-- each script stays one atomic EVALSHA. Nothing here touches a key it is not given.
 
 -- Ready-set score: higher priority first, FIFO within a priority.
 -- score = (100 - priority) * 2^44 + sequence  (exact in a double up to 2^53)

@@ -32,6 +32,20 @@ def test_every_script_file_is_loaded_and_documents_keys_argv_and_return():
             assert re.search(r"^-- ARGV\[1\]", header, re.M), name
 
 
+def test_every_script_compiles_with_the_helpers_it_uses(keyspace):
+    """_lib.lua is cut into blocks at blank lines: each block after the header must hold one
+    whole definition, and every script must compile with the helpers picked for it."""
+    from jobqueue.engine.scripts import DEFINITION, source
+
+    blocks = (SCRIPTS / "_lib.lua").read_text().split("\n\n")
+    assert all(len(DEFINITION.findall(block)) == 1 for block in blocks[1:]), "one per block"
+    for name in SCRIPT_NAMES:
+        keyspace.client.script_load(source(name))  # a syntax error raises here
+        assert "-- _lib.lua" not in source(name)
+    assert "local function stall(" not in source("complete")
+    assert "local function stall(" in source("reap")
+
+
 def test_every_script_touches_only_keys_of_its_queue_slot():
     """No key name is hard-coded in a script: keys come from KEYS or from prefixes in ARGV."""
     for path in SCRIPTS.glob("*.lua"):

@@ -267,13 +267,14 @@ class Worker(Exchange, Upkeep):
                 self._child_died(child)
 
     def _drain(self, child: Child) -> None:
-        """Read every message the child has written. Checked with one select() per message:
-        ``Connection.poll()`` builds a selector each time, a cost per job."""
+        """Read every message the child has written, checking for more with one poll()
+        object (``Connection.poll()`` would build a selector for every message)."""
         try:
-            fd = child.conn.fileno()
-            while select.select([fd], [], [], 0)[0]:
+            poller = select.poll()
+            poller.register(child.conn.fileno(), select.POLLIN)
+            while poller.poll(0):  # readable, or hung up (then recv_bytes raises EOFError)
                 self._outcome(child, child.conn.recv_bytes())
-        except (EOFError, OSError, ValueError):  # ValueError: the pipe was closed
+        except (EOFError, OSError):
             pass
 
     def _outcome(self, child: Child, data: bytes) -> None:

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from . import codec
@@ -63,7 +64,10 @@ def split_job_id(job_id: Any) -> tuple[str, str]:
     raise InvalidJob(f"{job_id!r} is not a jobqueue job id (expected '<queue>:<id>').")
 
 
+@lru_cache(maxsize=4096)
 def ms_to_datetime(value: Any) -> datetime | None:
+    """Milliseconds on the Redis clock (int, str or bytes) as an aware datetime. Cached: the
+    jobs of one bulk enqueue, and the times of one job, share their values."""
     if value in (None, b"", ""):
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)

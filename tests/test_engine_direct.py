@@ -54,6 +54,17 @@ def test_error_replies_keep_their_place_and_the_connection(client):
         caller.execute("ECHO", None)
 
 
+def test_replies_can_be_taken_as_they_arrive(client):
+    caller = DirectCaller(client)
+    seen = []
+    replies = caller.execute_many(
+        [("ECHO", "a"), ("NOSUCHCOMMAND",), ("ECHO", "b")],
+        on_reply=lambda index, reply: seen.append((index, reply)),
+    )
+    assert seen == [(0, b"a"), (2, b"b")]  # in order, errors left out
+    assert replies[0] == b"a" and isinstance(replies[1], redis.ResponseError)
+
+
 def test_a_forked_child_opens_its_own_connection(client):
     caller = DirectCaller(client)
     caller.execute("PING")

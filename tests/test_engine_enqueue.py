@@ -92,6 +92,21 @@ def test_bulk_enqueue_many_queues_keeps_order(engine):
     assert len({j.id for j in jobs}) == 1203
 
 
+def test_bulk_over_several_chunks_returns_new_and_existing_jobs_in_order(engine):
+    # 1,200 jobs in three script calls; the jobs of each are built while Redis runs the
+    # next, and jobs that were already there are read back afterwards.
+    first = engine.enqueue("tests.add", [0, 0], unique_key="held")
+    again = engine.enqueue("tests.add", [0, 1])
+    specs = [JobSpec("tests.add", [i, 1]) for i in range(1200)]
+    specs[10] = JobSpec("tests.add", [10, 1], unique_key="held")  # held by `first`
+    specs[700] = JobSpec("tests.add", [0, 1], job_id=again.id)  # that id exists
+    jobs = engine.enqueue_many(specs)
+    assert len(jobs) == 1200 and jobs[10].id == first.id and jobs[700].id == again.id
+    assert [j.args[0] for j in jobs[11:700]] == list(range(11, 700))
+    assert jobs[700].args == [0, 1] and [j.args[0] for j in jobs[701:]] == list(range(701, 1200))
+    assert engine.counts("default")[JobState.QUEUED] == 1200  # 1,198 new ones and the two
+
+
 def test_run_after_defers(engine):
     later = datetime.now(UTC) + timedelta(hours=1)
     job = engine.enqueue("tests.noop", run_after=later)

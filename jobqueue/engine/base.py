@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,12 +119,19 @@ class EngineBase:
             raise self._translate(exc, name, queue) from exc
 
     def run_batch(
-        self, calls: list[tuple[str, str, list[str], list[Any]]], raise_errors: bool = True
+        self,
+        calls: list[tuple[str, str, list[str], list[Any]]],
+        raise_errors: bool = True,
+        on_reply: Callable[[int, Any], None] | None = None,
     ) -> list[Any]:
         """Run several ``(script, queue, keys, args)`` calls in one round trip; returns the
         replies in order, raising the first error (translated), or with ``raise_errors=False``
         putting each call's translated error in its place. On Redis Cluster, whose pipelines
-        cannot run scripts, the calls run one after the other."""
+        cannot run scripts, the calls run one after the other.
+
+        ``on_reply(i, reply)`` may be called with replies as they arrive, while Redis still
+        runs later calls (not on Cluster, nor for one call, nor for errors); it must not use
+        this thread's Redis connection, and it may see the same ``i`` twice."""
         if self.cluster or len(calls) == 1:
             out = []
             for name, queue, keys, args in calls:
@@ -136,7 +144,7 @@ class EngineBase:
             return out
         prepared = [(name, keys, [self.epoch(queue), *args]) for name, queue, keys, args in calls]
         try:
-            replies = self.scripts.run_many(prepared)
+            replies = self.scripts.run_many(prepared, on_reply)
         except redis.RedisError as exc:
             raise self._translate(exc, calls[0][0]) from exc
         out = []

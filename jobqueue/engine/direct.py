@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -65,19 +66,30 @@ class DirectCaller:
         """One command, one reply; an error reply raises (``redis.ResponseError``)."""
         return self.execute_many([command], raise_on_error=True)[0]
 
-    def execute_many(self, commands: list[tuple[Any, ...]], raise_on_error: bool = False) -> list:
+    def execute_many(
+        self,
+        commands: list[tuple[Any, ...]],
+        raise_on_error: bool = False,
+        on_reply: Callable[[int, Any], None] | None = None,
+    ) -> list:
         """Send every command in one write, read every reply. An error reply takes its
-        command's place in the list (or raises with ``raise_on_error``)."""
+        command's place in the list (or raises with ``raise_on_error``). ``on_reply(i, reply)``
+        is called with each reply that is not an error as soon as it is read, while Redis runs
+        the next commands; after a connection error the commands are sent again, and it may
+        be called again for the same ``i``."""
         for attempt in (1, 2):
             conn = self._connection()
             try:
                 conn.send_packed_command(_pack(conn, commands), check_health=False)
                 replies = []
-                for _ in commands:
+                for index in range(len(commands)):
                     try:
                         replies.append(conn.read_response())
                     except redis.ResponseError as exc:
                         replies.append(exc)
+                        continue
+                    if on_reply is not None:
+                        on_reply(index, replies[-1])
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 self._drop(conn)
                 if attempt == 2:

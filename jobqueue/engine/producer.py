@@ -122,16 +122,21 @@ class ProducerMixin(EngineBase):
                 keys, args = self._script_input(queue, [prepared[i] for i in chunk])
                 calls.append(("enqueue", queue, keys, args))
                 chunks.append((queue, chunk))
-        replies = self.run_batch(calls)
         jobs: list[Job | None] = [None] * len(prepared)
-        for (queue, chunk), reply in zip(chunks, replies, strict=True):
+
+        def created(call: int, reply: Any) -> None:
+            """The jobs a chunk created, built while Redis runs the next chunks."""
             now_ms = int(reply[0])
-            for index, (status, local_id, state) in zip(chunk, reply[1:], strict=True):
-                item = prepared[index]
-                status = decode(status)
-                if status == "new":
-                    jobs[index] = self._new_job(item, now_ms, JobState(decode(state)))
-                else:
+            for index, (status, _, state) in zip(chunks[call][1], reply[1:], strict=True):
+                if decode(status) == "new":
+                    jobs[index] = self._new_job(prepared[index], now_ms, JobState(decode(state)))
+
+        replies = self.run_batch(calls, on_reply=created)
+        for call, ((queue, chunk), reply) in enumerate(zip(chunks, replies, strict=True)):
+            if any(jobs[index] is None for index in chunk):  # not seen yet, or jobs that exist
+                created(call, reply)
+            for index, (_, local_id, _) in zip(chunk, reply[1:], strict=True):
+                if jobs[index] is None:  # already there (same id, or a unique key held)
                     jobs[index] = self.get(make_job_id(queue, decode(local_id)))
         return [job for job in jobs if job is not None]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -102,12 +103,17 @@ class Scripts:
                 return self.direct.execute(*command)
             return self.client.execute_command(*command)
 
-    def run_many(self, calls: list[tuple[str, list, list]]) -> list[Any]:
+    def run_many(
+        self,
+        calls: list[tuple[str, list, list]],
+        on_reply: Callable[[int, Any], None] | None = None,
+    ) -> list[Any]:
         """Run ``(name, keys, args)`` calls in one round trip (not on Cluster); replies in
-        order, an error reply in its call's place. Calls that got NOSCRIPT run again."""
+        order, an error reply in its call's place. Calls that got NOSCRIPT run again.
+        ``on_reply``: see ``DirectCaller.execute_many`` (not called for the calls run again)."""
         assert self.direct is not None, "Cluster pipelines cannot run scripts"
         commands = [("EVALSHA", sha(name), len(keys), *keys, *args) for name, keys, args in calls]
-        return self.retry_unknown(calls, self.direct.execute_many(commands))
+        return self.retry_unknown(calls, self.direct.execute_many(commands, on_reply=on_reply))
 
     def retry_unknown(self, calls: list[tuple[str, list, list]], replies: list[Any]) -> list[Any]:
         """Run again, one by one, the pipelined calls that got NOSCRIPT."""

@@ -16,7 +16,6 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 from typing import Any
 
 from .engine import ConnectionFailed, Engine
@@ -24,7 +23,7 @@ from .engine.lease import Failure, Success
 from .mirror_process import MirrorProcess
 from .worker_duties import Duties
 from .worker_exchange import FLUSH_DELAY, Exchange
-from .worker_pool import Child, InFlight, Pool
+from .worker_pool import Child, InFlight, Poller, Pool
 from .worker_upkeep import Upkeep
 from .worker_wake import IdleRegistration, WakeListener
 
@@ -66,6 +65,7 @@ class Worker(Exchange, Upkeep):
         self.wake_r, self.wake_w = socket.socketpair()
         parent_fds = [self.wake_r.fileno(), self.wake_w.fileno()]
         self.pool = Pool(options.concurrency, parent_fds=parent_fds)
+        self.poller = Poller()
         self.mirror = MirrorProcess(parent_fds) if options.mirror else None
         self.successes: list[Success] = []
         self.failures: list[Failure] = []
@@ -240,7 +240,7 @@ class Worker(Exchange, Upkeep):
             timeout = min(timeout, self.pending_since + FLUSH_DELAY - time.monotonic())
         if self._pending() or self.signals:
             timeout = min(timeout, 0.05)
-        ready = wait(readers, timeout=max(timeout, 0))
+        ready = self.poller.wait(readers, timeout)
         for item in ready:
             if item is self.wake_r:
                 try:

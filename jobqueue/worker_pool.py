@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import time
 from collections import deque
@@ -77,6 +78,30 @@ class Child:
             os.kill(self.pid, signum)
         except ProcessLookupError:
             pass
+
+
+class Poller:
+    """``multiprocessing.connection.wait()`` with one poll() object kept across calls: that
+    function builds and fills a selector every time, and the parent waits about once per job.
+    Readers are connections, sockets or objects with ``fileno()``, or file descriptors."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.registered: frozenset[int] = frozenset()
+
+    def wait(self, readers: list[Any], timeout: float) -> list[Any]:
+        by_fd = {
+            reader if isinstance(reader, int) else reader.fileno(): reader for reader in readers
+        }
+        fds = frozenset(by_fd)
+        if fds != self.registered:
+            for fd in self.registered - fds:
+                self.poller.unregister(fd)
+            for fd in fds - self.registered:
+                self.poller.register(fd, select.POLLIN)
+            self.registered = fds
+        events = self.poller.poll(max(timeout, 0) * 1000)
+        return [by_fd[fd] for fd, _ in events if fd in by_fd]
 
 
 class Pool:

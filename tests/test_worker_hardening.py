@@ -370,3 +370,27 @@ def test_capturing_job_logs_leaves_djangos_task_loggers_as_they_were():
         execution._capture.update(saved[1])
         for lg in loggers:
             lg.setLevel(logging.NOTSET)
+
+
+def test_the_parents_poller_follows_its_readers():
+    import multiprocessing
+
+    from jobqueue.worker_pool import Poller
+
+    poller = Poller()
+    a_parent, a_child = multiprocessing.Pipe()
+    b_read, b_write = os.pipe()
+    try:
+        assert poller.wait([a_parent, b_read], 0) == []
+        a_child.send_bytes(b"x")
+        assert poller.wait([a_parent, b_read], 1) == [a_parent]
+        os.write(b_write, b"y")
+        assert set(poller.wait([a_parent, b_read], 1)) == {a_parent, b_read}
+        assert poller.wait([b_read], 1) == [b_read]  # a reader left out is not reported
+        os.close(b_write)  # a closed other end (a process sentinel) is reported too
+        os.read(b_read, 1)
+        assert poller.wait([b_read], 1) == [b_read]
+    finally:
+        for conn in (a_parent, a_child):
+            conn.close()
+        os.close(b_read)

@@ -224,6 +224,12 @@ class Worker(Exchange, Upkeep):
         timeout = min(self.next_renew, self.next_reap) - time.monotonic()
         if self.duties is not None:
             timeout = min(timeout, self.duties.due_in())
+        if idle and self.listener.supported and self.listener.has_reply():
+            # What the BLPOP popped (perhaps a job handed over under the registration just
+            # dropped) is taken before registering again, or the worker would be registered
+            # while it holds that job.
+            self._listener_reply()
+            idle = not self.maybe_ready and self._capacity() > 0
         if idle and self.listener.supported:
             self._register_idle()
         if idle and self.listener.arm():
@@ -248,14 +254,19 @@ class Worker(Exchange, Upkeep):
                 except BlockingIOError:
                     pass
             elif item is self.listener:
-                handoff = self.idle.handoff(self.listener.read())
-                if handoff is not None:
-                    self._take_handoffs([handoff])
-                else:
-                    self.maybe_ready = True
+                self._listener_reply()
             else:
                 self._child_ready(item)
         if idle and not self.listener.supported and not ready:
+            self.maybe_ready = True
+
+    def _listener_reply(self) -> None:
+        """The BLPOP's reply: a job handed over through an inbox, or a wake-up (or its
+        timeout): claim again."""
+        handoff = self.idle.handoff(self.listener.read())
+        if handoff is not None:
+            self._take_handoffs([handoff])
+        else:
             self.maybe_ready = True
 
     def _child_ready(self, item: Any) -> None:

@@ -115,6 +115,15 @@ class WakeListener:
     def fileno(self) -> int:
         return int(self.conn._sock.fileno())
 
+    def has_reply(self) -> bool:
+        """True when the pending BLPOP has answered and the reply waits to be read."""
+        if not self.pending or self.conn is None:
+            return False
+        try:
+            return bool(self.conn.can_read(timeout=0))
+        except (redis.RedisError, OSError):
+            return True  # read() will report the broken connection
+
     def read(self) -> Any:
         """Consume the BLPOP reply: ``[key, value]``, or None on its timeout."""
         try:

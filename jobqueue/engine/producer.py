@@ -125,16 +125,16 @@ class ProducerMixin(EngineBase):
         jobs: list[Job | None] = [None] * len(prepared)
 
         def created(call: int, reply: Any) -> None:
-            """The jobs a chunk created, built while Redis runs the next chunks."""
+            """The jobs a chunk created and not built yet (built while Redis runs the next
+            chunks, or afterwards for replies not seen then)."""
             now_ms = int(reply[0])
             for index, (status, _, state) in zip(chunks[call][1], reply[1:], strict=True):
-                if decode(status) == "new":
+                if jobs[index] is None and decode(status) == "new":
                     jobs[index] = self._new_job(prepared[index], now_ms, JobState(decode(state)))
 
         replies = self.run_batch(calls, on_reply=created)
         for call, ((queue, chunk), reply) in enumerate(zip(chunks, replies, strict=True)):
-            if any(jobs[index] is None for index in chunk):  # not seen yet, or jobs that exist
-                created(call, reply)
+            created(call, reply)
             for index, (_, local_id, _) in zip(chunk, reply[1:], strict=True):
                 if jobs[index] is None:  # already there (same id, or a unique key held)
                     jobs[index] = self.get(make_job_id(queue, decode(local_id)))

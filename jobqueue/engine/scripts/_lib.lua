@@ -83,22 +83,33 @@ local function emit(stream, maxlen, queue, lid, state, version, t, changes)
     'id', lid, 'q', queue, 's', state, 'v', version, 't', t, unpack(changes))
 end
 
+-- Wakes the `w` wait() calls blocked on the job's end (its 'w' field, already read; the
+-- caller deletes that field). Returns true when there were any.
+local function wake_waiters(done_key, w)
+  w = tonumber(w or '0') or 0
+  if w <= 0 then return false end
+  for _ = 1, w do redis.call('RPUSH', done_key, '1') end
+  redis.call('PEXPIRE', done_key, 60000)
+  return true
+end
+
 -- Wakes every wait() blocked on the job's end, if anyone registered.
 local function notify_waiters(jkey, done_key)
-  local w = tonumber(redis.call('HGET', jkey, 'w') or '0') or 0
-  if w > 0 then
-    for _ = 1, w do redis.call('RPUSH', done_key, '1') end
-    redis.call('PEXPIRE', done_key, 60000)
+  if wake_waiters(done_key, redis.call('HGET', jkey, 'w')) then
     redis.call('HDEL', jkey, 'w')
+  end
+end
+
+-- Frees unique key `u` (the job's 'unique' field, already read, or nil) if this job holds it.
+local function free_unique(uniques, u, lid)
+  if u and redis.call('HGET', uniques, u) == lid then
+    redis.call('HDEL', uniques, u)
   end
 end
 
 -- Frees the job's unique key, if this job holds it.
 local function release_unique(uniques, jkey, lid)
-  local u = redis.call('HGET', jkey, 'unique')
-  if u and redis.call('HGET', uniques, u) == lid then
-    redis.call('HDEL', uniques, u)
-  end
+  free_unique(uniques, redis.call('HGET', jkey, 'unique'), lid)
 end
 
 -- Adds a finished job to a registry and keeps the registry bounded by age and size.

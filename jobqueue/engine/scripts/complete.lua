@@ -33,15 +33,12 @@ for i = 1, n do
     local v = next_version(h[6])
     redis.call('ZREM', leases, lid)
     redis.call('HSET', jkey, 'state', 'succeeded', 'result', result, 'ended', now, 'v', v)
-    local waiting = tonumber(h[5] or '0') or 0
-    if waiting > 0 then
-      for _ = 1, waiting do redis.call('RPUSH', done, '1') end
-      redis.call('PEXPIRE', done, 60000)
+    if wake_waiters(done, h[5]) then
       redis.call('HDEL', jkey, 'lease', 'cancel', 'w')
     else
       redis.call('HDEL', jkey, 'lease', 'cancel')
     end
-    if h[4] and redis.call('HGET', uniques, h[4]) == lid then redis.call('HDEL', uniques, h[4]) end
+    free_unique(uniques, h[4], lid)
     redis.call('PEXPIRE', jkey, ttl)
     redis.call('ZADD', registry, now, lid)
     emit(events, maxlen, queue, lid, 'succeeded', v, now, {'result', result, 'ended', now})

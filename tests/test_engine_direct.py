@@ -130,3 +130,28 @@ def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine):
     assert reply[1] == b"exists"
     assert engine.get(job.id).state is JobState.RUNNING
     assert engine.client.zcard(qk.ready) == 0
+
+
+def test_a_redis_that_stops_answering_times_out_and_the_socket_is_given_back_as_it_was(
+    redis_url,
+):
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.3)
+    other = redis.Redis.from_url(redis_url)
+    caller = DirectCaller(client)
+    try:
+        assert caller.execute("PING") == b"PONG"  # connected: the socket is read directly
+        sock = caller._connection()._sock
+        assert sock.gettimeout() is None  # the kernel keeps the time limit
+        other.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        with pytest.raises(redis.TimeoutError, match="Timeout"):
+            caller.execute("PING")  # tried twice, 0.3 s each
+        other.execute_command("CLIENT", "UNPAUSE")
+        assert caller.execute("ECHO", "back") == b"back"  # a fresh connection, read directly
+        sock = caller._connection()._sock
+        del caller  # the thread's connection goes back to the pool with its timeout
+        assert sock.gettimeout() == 0.3
+        assert client.ping() is True  # redis-py reads it again with its own timeout
+    finally:
+        other.execute_command("CLIENT", "UNPAUSE")
+        client.close()
+        other.close()

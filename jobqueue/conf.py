@@ -161,6 +161,11 @@ OPTIONS: dict[str, Option] = {
     "JOB_LOG_LEVEL": Option(
         "INFO", _check_log_level, "Lowest level of the task's log records kept with the job."
     ),
+    "ENQUEUE_SPIN_MICROSECONDS": Option(
+        200,
+        _positive_number(integer=True, allow_zero=True),
+        "Microseconds .enqueue() polls for Redis's reply before sleeping on it (0: never).",
+    ),
 }
 
 
@@ -247,6 +252,7 @@ def engine_config() -> Any:
         backoff_base=float(s.RETRY_BACKOFF),
         backoff_max=float(s.RETRY_BACKOFF_MAX),
         worker_dead_after=float(s.WORKER_DEAD_AFTER),
+        enqueue_spin_us=int(s.ENQUEUE_SPIN_MICROSECONDS),
     )
 
 

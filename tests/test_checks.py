@@ -50,6 +50,8 @@ def test_e001_unknown_key(settings):
         ("TASK_MODULES", "myapp.tasks"),
         ("MIRROR", "yes"),
         ("CACHE_ALIAS", ""),
+        ("ENQUEUE_SPIN_MICROSECONDS", -1),
+        ("ENQUEUE_SPIN_MICROSECONDS", 0.5),
     ],
 )
 def test_e002_bad_value_names_key_and_value(settings, key, value):

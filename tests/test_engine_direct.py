@@ -155,3 +155,25 @@ def test_a_redis_that_stops_answering_times_out_and_the_socket_is_given_back_as_
         other.execute_command("CLIENT", "UNPAUSE")
         client.close()
         other.close()
+
+
+def test_a_reply_polled_for_comes_back_and_a_late_one_is_slept_on(client):
+    caller = DirectCaller(client)
+    assert caller.execute("ECHO", "polled", spin=0.05) == b"polled"
+    wire = caller.local.held.wire
+    assert (wire.spin_misses, wire.spin_skip) == (0, 0)
+    other = redis.Redis(
+        connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs)
+    )
+    try:
+        other.execute_command("CLIENT", "PAUSE", 100, "ALL")
+        assert caller.execute("ECHO", "late", spin=0.001) == b"late"  # the poll gave up
+        assert (wire.spin_misses, wire.spin_skip) == (1, 2)  # the next 2 calls sleep at once
+        for word in ("a", "b"):
+            assert caller.execute("ECHO", word, spin=0.05) == word.encode()
+        assert wire.spin_skip == 0
+        assert caller.execute("ECHO", "polled again", spin=0.05) == b"polled again"
+        assert wire.spin_misses == 0
+    finally:
+        other.execute_command("CLIENT", "UNPAUSE")
+        other.close()

@@ -43,6 +43,8 @@ class EngineConfig:
     max_payload_bytes: int = 16 * 1024 * 1024
     worker_dead_after: float = 15.0  # seconds without heartbeat before a worker is dead
     worker_forget_after: float = 3600.0  # seconds before a dead worker is removed
+    # Microseconds an enqueue polls for Redis's reply before sleeping on it (0: never).
+    enqueue_spin_us: int = 200
 
     @property
     def lease_ms(self) -> int:
@@ -111,10 +113,10 @@ class EngineBase:
 
     # -- running scripts ----------------------------------------------------------------
 
-    def run(self, name: str, queue: str, keys: list[str], args: list[Any]) -> Any:
+    def run(self, name: str, queue: str, keys: list[str], args: list[Any], spin: float = 0) -> Any:
         """Run script ``name`` for ``queue``, passing the queue's epoch as ARGV[1]."""
         try:
-            return self.scripts.run(name, keys, [self.epoch(queue), *args])
+            return self.scripts.run(name, keys, [self.epoch(queue), *args], spin)
         except redis.RedisError as exc:
             raise self._translate(exc, name, queue) from exc
 

@@ -12,7 +12,9 @@ with a hiredis reader of this module's own (``_Wire``): redis-py's send and read
 timeout set again per read, push-notification handling) and Python's socket timeouts (a
 ``poll()`` before every blocking call) cost about a tenth of a loopback round trip. A plain
 TCP or Unix socket gets its timeout from the kernel instead (``SO_RCVTIMEO``/``SO_SNDTIMEO``)
-and is given back to the pool as redis-py set it.
+and is given back to the pool as redis-py set it. A caller may also ask to poll the socket for
+the reply for a few microseconds before sleeping on it (``spin``; ``.enqueue()`` does, see
+``_Wire.spin_for_reply``).
 
 A connection error closes the connection and the call is made once more on a fresh one, as
 redis-py does by default; a second failure raises. Repeating is safe: an enqueue is keyed by
@@ -27,6 +29,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +44,7 @@ except ImportError:  # pragma: no cover - hiredis is in requirements.txt
 
 _PUSH = getattr(hiredis, "PushNotification", ())  # RESP3 out-of-band messages (hiredis >= 3.2)
 _TIMEOUTS = (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def _timeval(seconds: float) -> bytes:
@@ -62,6 +66,7 @@ class _Wire:
             options["encoding"] = conn.encoder.encoding
         self.reader = hiredis.Reader(**options)
         self.buffer = bytearray(65536)
+        self.spin_misses = self.spin_skip = 0
         self.timeout = self.sock.gettimeout()
         self.kernel_timeout = type(self.sock) is socket.socket and self.timeout is not None
         if self.kernel_timeout:
@@ -85,7 +90,7 @@ class _Wire:
                 self.sock.setsockopt(socket.SOL_SOCKET, option, _timeval(0))
             self.sock.settimeout(self.timeout)
 
-    def exchange(self, packed: list[bytes], count: int, on_reply: Any) -> list:
+    def exchange(self, packed: list[bytes], count: int, on_reply: Any, spin: float = 0) -> list:
         sock, reader, buffer = self.sock, self.reader, self.buffer
         try:
             for chunk in packed:
@@ -93,6 +98,8 @@ class _Wire:
             replies: list[Any] = []
             for index in range(count):
                 reply = reader.gets()
+                if reply is False and spin and self.kernel_timeout:
+                    reply = self.spin_for_reply(spin)
                 while reply is False or isinstance(reply, _PUSH):
                     if reply is False:
                         size = sock.recv_into(buffer)
@@ -107,6 +114,34 @@ class _Wire:
             raise redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
         return replies
 
+    def spin_for_reply(self, seconds: float) -> Any:
+        """Poll the socket without sleeping for up to ``seconds``: the reply, or False when
+        none came in time. Sleeping until the reply comes costs a wake-up, tens of
+        microseconds on a virtual machine, more than Redis takes to run a script; polling
+        costs the CPU time of the wait. After a miss (a remote or busy Redis), the next
+        2, 4, ... 1024 calls do not poll; a reply in time starts polling every call again."""
+        if self.spin_skip:
+            self.spin_skip -= 1
+            return False
+        sock, reader, buffer = self.sock, self.reader, self.buffer
+        give_up = time.perf_counter() + seconds
+        reply: Any = False
+        while reply is False:
+            try:
+                size = sock.recv_into(buffer, 0, _DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter() > give_up:
+                    self.spin_misses = min(self.spin_misses + 1, 10)
+                    self.spin_skip = 2**self.spin_misses
+                    return False
+                continue
+            if not size:
+                raise redis.ConnectionError("Connection closed by server.")
+            reader.feed(buffer, 0, size)  # type: ignore[arg-type]
+            reply = reader.gets()
+        self.spin_misses = 0
+        return reply
+
 
 class _Held:
     """One thread's connection; given back to its pool when the thread's locals go away."""
@@ -117,7 +152,7 @@ class _Held:
         self.conn = pool.get_connection()
         self.wire: _Wire | None = None
 
-    def exchange(self, commands: list[tuple[Any, ...]], on_reply: Any) -> list:
+    def exchange(self, commands: list[tuple[Any, ...]], on_reply: Any, spin: float = 0) -> list:
         """Send ``commands`` in one write and read their replies (errors in place)."""
         conn = self.conn
         packed = _pack(conn, commands)
@@ -125,7 +160,7 @@ class _Held:
         if wire is None or wire.sock is not getattr(conn, "_sock", None):
             wire = self.wire = _Wire(conn) if _Wire.usable(conn) else None
         if wire is not None:
-            return wire.exchange(packed, len(commands), on_reply)
+            return wire.exchange(packed, len(commands), on_reply, spin)
         # Not connected (first use, or after a drop): redis-py's layer connects.
         conn.send_packed_command(packed, check_health=False)
         replies: list[Any] = []
@@ -170,9 +205,9 @@ class DirectCaller:
     def _connection(self) -> Any:
         return self._held().conn
 
-    def execute(self, *command: Any) -> Any:
+    def execute(self, *command: Any, spin: float = 0) -> Any:
         """One command, one reply; an error reply raises (``redis.ResponseError``)."""
-        reply = self.execute_many([command])[0]
+        reply = self.execute_many([command], spin=spin)[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -182,6 +217,7 @@ class DirectCaller:
         commands: list[tuple[Any, ...]],
         raise_on_error: bool = False,
         on_reply: Callable[[int, Any], None] | None = None,
+        spin: float = 0,
     ) -> list:
         """Send every command in one write, read every reply. An error reply takes its
         command's place in the list (or raises with ``raise_on_error``). ``on_reply(i, reply)``
@@ -191,7 +227,7 @@ class DirectCaller:
         for attempt in (1, 2):
             held = self._held()
             try:
-                replies = held.exchange(commands, on_reply)
+                replies = held.exchange(commands, on_reply, spin)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 held.drop()
                 if attempt == 2:

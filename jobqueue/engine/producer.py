@@ -158,7 +158,8 @@ class ProducerMixin(EngineBase):
             self.config.lease_ms,
             *fields,
         ]
-        now_ms, status, _ = self.run("enqueue_one", spec.queue, keys, args)
+        spin = self.config.enqueue_spin_us / 1e6
+        now_ms, status, _ = self.run("enqueue_one", spec.queue, keys, args, spin)
         if decode(status) != "new":  # a repeated call after a lost reply: the job is there
             return self.get(make_job_id(spec.queue, item.local_id))
         # Version 1, as created (it may already be leased to an idle worker: version 2).

@@ -24,7 +24,9 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from . import compat
@@ -97,6 +99,17 @@ class JobqueueTask(compat.Task):  # type: ignore[misc,type-arg]
         if self.module_path not in default_registry:
             default_registry.register(self.module_path, self)
 
+    def get_backend(self) -> Any:
+        """Django's lookup (a thread-local per alias), kept per alias once it gave a
+        RedisBackend (which any thread may share) until settings.TASKS changes: every
+        ``.enqueue()`` and every job a worker runs asks for it."""
+        backend = _backends.get(self.backend)
+        if backend is None:
+            backend = compat.Task.get_backend(self)
+            if isinstance(backend, RedisBackend):
+                _backends[self.backend] = backend
+        return backend
+
     def using(  # type: ignore[override]
         self,
         *,
@@ -116,6 +129,15 @@ class JobqueueTask(compat.Task):  # type: ignore[misc,type-arg]
             self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
         )
         return dataclasses.replace(task, **options) if options else task  # type: ignore[no-any-return]
+
+
+_backends: dict[str, Any] = {}  # alias -> its RedisBackend, see JobqueueTask.get_backend
+
+
+@receiver(setting_changed)
+def _forget_backends(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TASKS":
+        _backends.clear()
 
 
 class RedisBackend(compat.BaseTaskBackend):

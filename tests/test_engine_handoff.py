@@ -106,3 +106,35 @@ def test_an_unreadable_inbox_entry_is_reported_not_crashed_on(engine):
         engine.read_handoff("default", b"not json")
     with pytest.raises(CorruptJob, match="not a claim"):
         engine.read_handoff("default", b'["id", "1"]')
+
+
+def test_planted_queue_keys_stop_enqueue_one_before_it_writes(engine):
+    import pytest
+
+    from jobqueue.engine import JobqueueError
+
+    qk = engine.qkeys("default")
+    engine.epoch("default")
+    for key, idle_worker in (
+        (qk.idle, False),
+        (qk.events, False),
+        (qk.ready, False),
+        (qk.wake, False),
+        (qk.leases, True),
+        (qk.meta, False),
+    ):
+        if idle_worker:
+            register(engine, "w1")
+        saved = engine.client.dump(key)
+        engine.client.delete(key)
+        engine.client.set(key, "planted")
+        before = set(engine.client.keys("*"))
+        with pytest.raises(JobqueueError, match=f"{key} is a string"):
+            engine.enqueue("tests.noop")
+        assert set(engine.client.keys("*")) == before  # nothing written, no job key
+        assert engine.client.get(key) == b"planted"
+        engine.client.delete(key)
+        if saved is not None:
+            engine.client.restore(key, 0, saved)
+    job = engine.enqueue("tests.noop")  # the worker registered last takes it
+    assert engine.get(job.id).state is JobState.RUNNING

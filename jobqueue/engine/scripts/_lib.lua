@@ -18,28 +18,37 @@ local KEY_TYPES = {meta = 'hash', ready = 'zset', scheduled = 'zset', leases = '
   succeeded = 'zset', failed = 'zset', canceled = 'zset', uniques = 'hash',
   events = 'stream', wake = 'list', idle = 'zset'}
 
--- Checks made before any write, since Redis keeps the writes a failing script made:
---  * every queue-level key in KEYS has its expected type (or does not exist yet), so planted
---    data cannot stop a script half-way;
---  * the queue's epoch (KEYS[1] is the meta hash) is the one the caller knows: otherwise Redis
---    lost the queue's data (restart without persistence, FLUSHALL).
--- Only the first ``nkeys`` keys are checked when given: scripts pass the number of their
--- queue-level keys, which come first, so the job keys of a bulk call are not scanned.
--- Returns an error reply, or nil when the script may go on.
-local function preflight(expected_epoch, nkeys)
-  for i = 1, (nkeys or #KEYS) do
-    local key = KEYS[i]
-    local kind = string.match(key, '}:(%a+)$')
-    local wanted = kind and KEY_TYPES[kind]
-    if wanted then
-      local found = redis.call('TYPE', key)['ok']
-      if found ~= 'none' and found ~= wanted then
-        return redis.error_reply('JQWRONGTYPE ' .. key .. ' is a ' .. found ..
-          ', not a ' .. wanted .. '; it was written by something other than jobqueue')
-      end
+-- The error reply for a queue-level key that holds another type than jobqueue gives it (planted
+-- data), or nil when its type is right or it does not exist yet.
+local function wrong_type(key)
+  local kind = string.match(key, '}:(%a+)$')
+  local wanted = kind and KEY_TYPES[kind]
+  if wanted then
+    local found = redis.call('TYPE', key)['ok']
+    if found ~= 'none' and found ~= wanted then
+      return redis.error_reply('JQWRONGTYPE ' .. key .. ' is a ' .. found ..
+        ', not a ' .. wanted .. '; it was written by something other than jobqueue')
     end
   end
-  local found = redis.call('HGET', KEYS[1], 'epoch')
+  return nil
+end
+
+-- Checks made before any write, since Redis keeps the writes a failing script made:
+--  * every queue-level key in KEYS has its expected type (or does not exist yet), so planted
+--    data cannot stop a script half-way; the meta hash (KEYS[1]) by reading its epoch;
+--  * the queue's epoch is the one the caller knows: otherwise Redis lost the queue's data
+--    (restart without persistence, FLUSHALL).
+-- Only the first ``nkeys`` keys are checked when given: scripts pass the number of their
+-- queue-level keys, which come first, so the job keys of a bulk call are not scanned (0: the
+-- meta hash and epoch only; the script checks its other keys itself).
+-- Returns an error reply, or nil when the script may go on.
+local function preflight(expected_epoch, nkeys)
+  for i = 2, (nkeys or #KEYS) do
+    local err = wrong_type(KEYS[i])
+    if err then return err end
+  end
+  local found = redis.pcall('HGET', KEYS[1], 'epoch')
+  if type(found) == 'table' then return wrong_type(KEYS[1]) or found end
   if found ~= expected_epoch then
     return redis.error_reply('JQLOST ' .. (found or ''))
   end

@@ -68,7 +68,8 @@ class _Wire:
         self.buffer = bytearray(65536)
         self.spin_misses = self.spin_skip = 0
         self.timeout = self.sock.gettimeout()
-        self.kernel_timeout = type(self.sock) is socket.socket and self.timeout is not None
+        self.plain = type(self.sock) is socket.socket  # not TLS: no flags on TLS reads
+        self.kernel_timeout = self.plain and self.timeout is not None
         if self.kernel_timeout:
             for option in _TIMEOUTS:
                 self.sock.setsockopt(socket.SOL_SOCKET, option, _timeval(self.timeout))
@@ -98,7 +99,7 @@ class _Wire:
             replies: list[Any] = []
             for index in range(count):
                 reply = reader.gets()
-                if reply is False and spin and self.kernel_timeout:
+                if reply is False and spin and self.plain:
                     reply = self.spin_for_reply(spin)
                 while reply is False or isinstance(reply, _PUSH):
                     if reply is False:

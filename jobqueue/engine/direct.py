@@ -91,8 +91,15 @@ class _Wire:
                 self.sock.setsockopt(socket.SOL_SOCKET, option, _timeval(0))
             self.sock.settimeout(self.timeout)
 
+    def read_more(self, flags: int = 0) -> None:
+        """Feed the reader what the socket holds (waiting for it unless ``flags`` say not)."""
+        size = self.sock.recv_into(self.buffer, 0, flags)
+        if not size:
+            raise redis.ConnectionError("Connection closed by server.")
+        self.reader.feed(self.buffer, 0, size)  # type: ignore[arg-type]
+
     def exchange(self, packed: list[bytes], count: int, on_reply: Any, spin: float = 0) -> list:
-        sock, reader, buffer = self.sock, self.reader, self.buffer
+        sock, reader = self.sock, self.reader
         try:
             for chunk in packed:
                 sock.sendall(chunk)
@@ -103,10 +110,7 @@ class _Wire:
                     reply = self.spin_for_reply(spin)
                 while reply is False or isinstance(reply, _PUSH):
                     if reply is False:
-                        size = sock.recv_into(buffer)
-                        if not size:
-                            raise redis.ConnectionError("Connection closed by server.")
-                        reader.feed(buffer, 0, size)  # type: ignore[arg-type]
+                        self.read_more()
                     reply = reader.gets()
                 replies.append(reply)
                 if on_reply is not None and not isinstance(reply, Exception):
@@ -124,22 +128,18 @@ class _Wire:
         if self.spin_skip:
             self.spin_skip -= 1
             return False
-        sock, reader, buffer = self.sock, self.reader, self.buffer
         give_up = time.perf_counter() + seconds
         reply: Any = False
         while reply is False:
             try:
-                size = sock.recv_into(buffer, 0, _DONTWAIT)
+                self.read_more(_DONTWAIT)
             except BlockingIOError:
                 if time.perf_counter() > give_up:
                     self.spin_misses = min(self.spin_misses + 1, 10)
                     self.spin_skip = 2**self.spin_misses
                     return False
                 continue
-            if not size:
-                raise redis.ConnectionError("Connection closed by server.")
-            reader.feed(buffer, 0, size)  # type: ignore[arg-type]
-            reply = reader.gets()
+            reply = self.reader.gets()
         self.spin_misses = 0
         return reply
 
@@ -208,10 +208,7 @@ class DirectCaller:
 
     def execute(self, *command: Any, spin: float = 0) -> Any:
         """One command, one reply; an error reply raises (``redis.ResponseError``)."""
-        reply = self.execute_many([command], spin=spin)[0]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return self.execute_many([command], raise_on_error=True, spin=spin)[0]
 
     def execute_many(
         self,

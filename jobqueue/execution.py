@@ -17,6 +17,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
@@ -54,6 +55,13 @@ class _Running:
 
     active = False
     timeout: float | None = None
+    connections_checked = float("-inf")  # when close_old_connections() last ran (monotonic)
+
+
+# Database connections are checked (``close_old_connections()``) before and after each job, as
+# Django does around each request; the check before a job is skipped when the check after the
+# previous one ran this recently (nothing used the connections in between).
+RECHECK_AFTER = 1.0
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -88,8 +96,15 @@ def failure(job_id: str, exc_class: str, text: str, *, retry: bool, started: flo
     }
 
 
-def execute(job_id: str, token: str, job: Job | None, error: CorruptJob | None) -> dict:
-    """Run one claimed job; returns the outcome message for the parent."""
+def execute(
+    job_id: str,
+    token: str,
+    job: Job | None,
+    error: CorruptJob | None,
+    before_call: Callable[[], None] | None = None,
+) -> dict:
+    """Run one claimed job; returns the outcome message for the parent. ``before_call`` is
+    called just before the task's code."""
     started = time.monotonic()
     if job is None:
         return failure(
@@ -100,18 +115,20 @@ def execute(job_id: str, token: str, job: Job | None, error: CorruptJob | None) 
     except UnknownTask as exc:
         return failure(job_id, class_path(exc), str(exc), retry=False, started=started)
     if isinstance(target, compat.Task):
-        return _run_django_task(target, job, token, started)
-    return _run(target, job.args, job.kwargs, job, started)
+        return _run_django_task(target, job, token, started, before_call)
+    return _run(target, job.args, job.kwargs, job, started, before_call=before_call)
 
 
-def _run_django_task(task: Any, job: Job, token: str, started: float) -> dict:
+def _run_django_task(
+    task: Any, job: Job, token: str, started: float, before_call: Callable[[], None] | None
+) -> dict:
     backend = task.get_backend()
     task_result = backend.to_result(job, task)  # a claimed job is running
     compat.task_started.send(sender=type(backend), task_result=task_result)
     args = list(job.args)
     if task.takes_context:
         args.insert(0, JobContext(task_result=task_result, job_id=job.id, token=token))
-    outcome = _run(task.func, args, job.kwargs, job, started, task_result, backend)
+    outcome = _run(task.func, args, job.kwargs, job, started, task_result, backend, before_call)
     if outcome["ok"]:
         _finish(task_result, compat.TaskResultStatus.SUCCESSFUL, codec.loads(outcome["result"]))
         compat.task_finished.send(sender=type(backend), task_result=task_result)
@@ -219,11 +236,13 @@ def _run(
     started: float,
     task_result: Any = None,
     backend: Any = None,
+    before_call: Callable[[], None] | None = None,
 ) -> dict:
-    close_old_connections()
+    if time.monotonic() - _Running.connections_checked > RECHECK_AFTER:
+        close_old_connections()
     _Running.timeout = job.timeout
     with CapturedLogs(job.id):
-        return _call(func, args, kwargs, job, started, task_result, backend)
+        return _call(func, args, kwargs, job, started, task_result, backend, before_call)
 
 
 def _call(
@@ -234,7 +253,10 @@ def _call(
     started: float,
     task_result: Any,
     backend: Any,
+    before_call: Callable[[], None] | None,
 ) -> dict:
+    if before_call is not None:
+        before_call()  # raises OSError when the parent is gone: the child ends
     try:
         _Running.active = True
         if job.timeout:
@@ -261,4 +283,5 @@ def _call(
     finally:
         _Running.active = False
         close_old_connections()
+        _Running.connections_checked = time.monotonic()
     return {"id": job.id, "ok": True, "result": result.decode(), "dur": time.monotonic() - started}

@@ -59,12 +59,11 @@ class Worker(Exchange, Upkeep):
             engine, options.name, options.queues, ttl=max(3 * options.idle_poll, 3.0)
         )
         wake_keys = [engine.qkeys(q).wake for q in options.queues]
-        self.listener = WakeListener(
-            engine.client, [*self.idle.inboxes, *wake_keys], options.idle_poll
-        )
+        self.listener = WakeListener(engine.client, wake_keys, options.idle_poll)
         self.wake_r, self.wake_w = socket.socketpair()
         parent_fds = [self.wake_r.fileno(), self.wake_w.fileno()]
-        self.pool = Pool(options.concurrency, parent_fds=parent_fds)
+        inboxes = self.idle.inboxes if self.listener.supported else None
+        self.pool = Pool(options.concurrency, parent_fds=parent_fds, inboxes=inboxes)
         self.poller = Poller()
         self.mirror = MirrorProcess(parent_fds) if options.mirror else None
         self.successes: list[Success] = []
@@ -183,12 +182,15 @@ class Worker(Exchange, Upkeep):
         if self.options.max_jobs is not None and self.claimed_total >= self.options.max_jobs:
             return True
         if self.options.burst and not self.maybe_ready:
-            due_soon = (
-                self.next_due is not None
-                and self.next_due - time.monotonic() < self.options.burst_wait
-            )
-            return not due_soon
+            return not self._due_soon()
         return False
+
+    def _due_soon(self) -> bool:
+        """A scheduled job is due within ``burst_wait`` (a burst worker waits for it)."""
+        return (
+            self.next_due is not None
+            and self.next_due - time.monotonic() < self.options.burst_wait
+        )
 
     def _release_everything(self) -> None:
         """Shutdown timeout: kill the children, give their jobs back (attempt not counted)."""
@@ -200,8 +202,9 @@ class Worker(Exchange, Upkeep):
         self.listener.close()
         if self.idle.registered:  # stopped while waiting: give back what was handed over
             try:
-                calls = self.idle.unregister_calls()
-                handed = self.idle.read(self.engine.run_batch(calls, raise_errors=False))
+                pairs, calls = self.idle.unregister_calls()
+                replies = self.engine.run_batch(calls, raise_errors=False)
+                handed = self.idle.read(pairs, replies)
                 calls = [self.engine.release_call(c.job_id, c.token) for c, _ in handed]
                 if calls:
                     self.engine.run_batch(calls, raise_errors=False)
@@ -238,6 +241,8 @@ class Worker(Exchange, Upkeep):
             timeout = min(timeout, self.listener.poll_interval)
         if self.next_due is not None:
             timeout = min(timeout, self.next_due - time.monotonic())
+        if idle and self.options.burst and not self._due_soon():
+            timeout = 0  # nothing ready nor due soon: a burst worker is done, don't wait
         if self._claim_wanted():
             timeout = 0
         elif self.maybe_ready and time.monotonic() < self.next_claim:  # backing off
@@ -261,13 +266,9 @@ class Worker(Exchange, Upkeep):
             self.maybe_ready = True
 
     def _listener_reply(self) -> None:
-        """The BLPOP's reply: a job handed over through an inbox, or a wake-up (or its
-        timeout): claim again."""
-        handoff = self.idle.handoff(self.listener.read())
-        if handoff is not None:
-            self._take_handoffs([handoff])
-        else:
-            self.maybe_ready = True
+        """The BLPOP's reply, a wake-up or its timeout: claim again."""
+        self.listener.read()
+        self.maybe_ready = True
 
     def _child_ready(self, item: Any) -> None:
         for child in list(self.pool.children.values()):
@@ -292,6 +293,9 @@ class Worker(Exchange, Upkeep):
         from .engine import codec
 
         message = codec.loads(data)
+        if "took" in message:
+            self._took(child, message)
+            return
         job = child.finished(message["id"])
         if job is None:
             logger.error("unexpected_outcome child=%d job=%s", child.index, message.get("id"))

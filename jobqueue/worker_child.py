@@ -1,6 +1,12 @@
 """A worker's child process: receives jobs from its parent over a pipe, runs them one at a time,
-and sends each outcome back. It never talks to Redis about a job's state: the parent claims,
+and sends each outcome back. It never changes a job's state in Redis: the parent claims,
 renews, acknowledges and, when needed, kills.
+
+While it has nothing to run, a child also blocks on its own inboxes (one per queue): an enqueue
+that finds it registered as idle leases the new job to it and pushes the claim there
+(``jobqueue/engine/handoff.py``), and the child starts it at once, without waking its parent
+first. It tells the parent it took the job (which then renews its lease like any other) before
+running it, and runs it before any job still waiting in its pipe.
 
 Signals: SIGINT and SIGTERM are ignored (the parent decides when children stop); SIGUSR2 means
 "start no more jobs" (jobs already sent are answered ``skipped``); SIGUSR1 cancels the running
@@ -14,8 +20,11 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import select
 import signal
 import sys
+import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -85,7 +94,85 @@ def prepare_forked(parent_pid: int, inherited_fds: list[int]) -> None:
             pass
 
 
-def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> None:
+class JobSource:
+    """Where a child's next job comes from: a job handed to it through its inboxes first, then
+    the jobs its parent sent over the pipe, in order; when it has none, it waits for either."""
+
+    def __init__(self, conn: Connection, inboxes: dict[str, str], wait: float) -> None:
+        self.conn = conn
+        self.inboxes = inboxes  # inbox key -> queue
+        self.queued: deque[dict] = deque()
+        self.owed: bytes | None = None  # the announcement of a job taken from an inbox
+        self.listener: Any = None
+        if inboxes:
+            from .conf import get_engine
+            from .worker_wake import WakeListener
+
+            self.engine = get_engine()
+            self.listener = WakeListener(self.engine.client, list(inboxes), wait)
+        self.poller = select.poll()
+        self.poller.register(conn.fileno(), select.POLLIN)
+
+    def next(self) -> dict | None:
+        """The next job's message; None when the parent closed the pipe."""
+        answered = False  # the inbox's connection is known to be readable
+        while True:
+            handed = self._handed(answered)
+            if handed is not None:
+                return handed
+            if self.queued:
+                return self.queued.popleft()
+            armed = self.listener is not None and self.listener.arm()
+            if armed:
+                self.poller.register(self.listener.fileno(), select.POLLIN)
+            try:
+                events = self.poller.poll(None if armed or self.listener is None else 1000)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries poll()
+                events = []
+            if armed:
+                fd = self.listener.fileno()
+                self.poller.unregister(fd)
+                answered = any(ready == fd for ready, _ in events)
+            if any(fd == self.conn.fileno() for fd, _ in events):
+                try:
+                    self.queued.extend(codec.loads(self.conn.recv_bytes()))
+                except (EOFError, OSError):
+                    return None
+
+    def _handed(self, answered: bool) -> dict | None:
+        """A claim an enqueue pushed into an inbox, announced to the parent; None if none."""
+        if self.listener is None or not (answered or self.listener.has_reply()):
+            return None
+        reply = self.listener.read()
+        if not reply:
+            return None  # the BLPOP timed out: armed again when idle
+        key = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        queue, entry = self.inboxes[key], reply[1]
+        entry = entry.decode() if isinstance(entry, bytes) else str(entry)
+        try:
+            claim, _ = self.engine.read_handoff(queue, entry)
+        except CorruptJob as exc:  # planted data: its job's lease expires and it is reaped
+            logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
+            return None
+        self.owed = codec.encode({"took": queue, "entry": entry, "at": time.monotonic()})
+        return {"id": claim.job_id, "token": claim.token, "fields": claim.fields}
+
+    def announce(self) -> None:
+        """Tell the parent about the job taken from an inbox (once): just before its code is
+        called, so that waking the parent does not delay the job's start, and always before
+        its outcome."""
+        if self.owed is not None:
+            owed, self.owed = self.owed, None
+            self.conn.send_bytes(owed)
+
+
+def child_main(
+    conn: Connection,
+    parent_pid: int,
+    inherited_fds: list[int],
+    inboxes: dict[str, str] | None = None,
+    inbox_wait: float = 5.0,
+) -> None:
     """Entry point of a forked child."""
     prepare_forked(parent_pid, inherited_fds)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,19 +182,22 @@ def child_main(conn: Connection, parent_pid: int, inherited_fds: list[int]) -> N
 
     install_handlers()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+    source = JobSource(conn, inboxes or {}, inbox_wait)
     while True:
         try:
-            messages = codec.loads(conn.recv_bytes())
-        except (EOFError, OSError):
+            message = source.next()
+        except (BrokenPipeError, OSError):
             break
-        for message in messages:  # one message may carry several jobs, run in order
-            job_id, token, job, error = decode_job(message)
+        if message is None:
+            break
+        job_id, token, job, error = decode_job(message)
+        try:
             if _Stop.requested:
                 outcome: dict = {"id": job_id, "skipped": True}
             else:
-                outcome = execute(job_id, token, job, error)
-            try:
-                conn.send_bytes(codec.encode(outcome))
-            except (BrokenPipeError, OSError):
-                os._exit(0)
+                outcome = execute(job_id, token, job, error, before_call=source.announce)
+            source.announce()
+            conn.send_bytes(codec.encode(outcome))
+        except (BrokenPipeError, OSError):
+            os._exit(0)
     os._exit(0)

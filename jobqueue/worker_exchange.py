@@ -1,7 +1,8 @@
 """The worker parent's exchange with Redis: one round trip that records the outcomes gathered,
-gives back or abandons jobs, drops its idle registrations, and claims as many jobs as the
-children have room for; then the jobs are shared among the children. Also the jobs an enqueue
-handed straight to the worker while it waited idle (``jobqueue/engine/handoff.py``)."""
+gives back or abandons jobs, drops the idle registrations it no longer wants, and claims as
+many jobs as the children have room for; then the jobs are shared among the children. Also
+the idle children's registrations, and the jobs an enqueue handed straight to a child
+(``jobqueue/engine/handoff.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .engine import ConnectionFailed, Engine, JobqueueError, JobState
+from .engine import ConnectionFailed, CorruptJob, Engine, JobqueueError, JobState
 from .engine.lease import Failure, Success
-from .worker_pool import InFlight, Pool
+from .worker_pool import Child, InFlight, Pool
 from .worker_wake import IdleRegistration
 
 logger = logging.getLogger("jobqueue.worker")
@@ -56,7 +57,17 @@ class Exchange:
         are asked in turn when it runs dry). Outcomes wait up to FLUSH_DELAY for company, and
         claims wait until half the children's room is free, so each trip carries many jobs."""
         want = self._claim_wanted()
-        if not (want or force or self.idle.registered or self._outcomes_due()):
+        # Each registration may still bring a job: a claim leaves room for them, or, when
+        # they would take all the room, drops them first. Stopping drops them all; otherwise
+        # only those of children that got other work are dropped.
+        registered = len(self.idle.live)
+        keep: list[int] | None = self._idle_children()
+        if force or self.signals or (want and want <= registered):
+            keep = None
+        elif want:
+            want -= registered
+        dropping, drop_calls = self.idle.unregister_calls(keep)
+        if not (want or force or dropping or self._outcomes_due()):
             return
         successes, failures = self.successes, self.failures
         releases, abandons = self.releases, self.abandons
@@ -65,8 +76,8 @@ class Exchange:
         calls += [self.engine.release_call(j.job_id, j.claimed.token) for j in releases]
         calls += [self.engine.abandon_call(j.job_id, j.claimed.token, why) for j, why in abandons]
         outcomes = len(calls)
-        calls += self.idle.unregister_calls()  # awake now: no more jobs handed over
-        unregistering = len(calls) - outcomes
+        calls += drop_calls
+        unregistering = len(drop_calls)
         queue = self.options.queues[0]
         if want:
             calls.append(self.engine.claim_call(queue, self.options.name, want))
@@ -78,12 +89,11 @@ class Exchange:
         except ConnectionFailed as exc:
             logger.warning("redis_unreachable pending=%d error=%s", outcomes, exc)
             self.next_claim = time.monotonic() + 1.0  # outcomes are kept and sent again
-            return
+            return  # registrations perhaps not dropped lapse; their jobs are reaped
         if outcomes:
             self._recorded(read, replies[:finishing], replies[finishing:outcomes])
         if unregistering:
-            handed = self.idle.read(replies[outcomes : outcomes + unregistering])
-            self.idle.waiting_on = ()
+            handed = self.idle.read(dropping, replies[outcomes : outcomes + unregistering])
             self._take_handoffs(handed)
         if want:
             self._claimed(queue, want, replies[-1], started)
@@ -178,15 +188,33 @@ class Exchange:
         if jobs:
             self._assign(jobs)
 
+    def _took(self, child: Child, message: dict) -> None:
+        """A child took a job an enqueue pushed into its inbox (and runs it now)."""
+        try:
+            claim, since_ms = self.engine.read_handoff(message["took"], message["entry"])
+        except CorruptJob as exc:  # the child could not read it either, and runs nothing
+            logger.error("inbox_unreadable queue=%s error=%s", message["took"], exc)
+            return
+        deadline = float(message["at"]) + (claim.deadline_ms - since_ms) / 1000
+        self.claimed_total += 1
+        self.idle.consumed(claim.queue, child.index)
+        child.took(InFlight(claim, claim.timeout, deadline))
+
     def _register_idle(self) -> None:
-        """About to block: let enqueues hand new jobs straight to this worker."""
-        calls = self.idle.register_calls(room=self._capacity())
+        """About to block: let enqueues hand new jobs straight to the children that have
+        nothing to run."""
+        pairs, calls = self.idle.register_calls(self._idle_children(), room=self._capacity())
+        if not calls:
+            return
         try:
             replies = self.engine.run_batch(calls, raise_errors=False)
         except ConnectionFailed:
-            self.idle.waiting_on = ()  # perhaps registered: such registrations lapse
+            self.idle.forget(pairs)  # perhaps registered: such registrations lapse
             return
-        self._take_handoffs(self.idle.read(replies))
+        self._take_handoffs(self.idle.read(pairs, replies))
+
+    def _idle_children(self) -> list[int]:
+        return [c.index for c in self.pool.children.values() if not c.jobs and not c.stopping]
 
     def _assign(self, jobs: list[InFlight]) -> None:
         """Share jobs among the children (fewest held first), one pipe message per child."""

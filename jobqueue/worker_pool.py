@@ -13,6 +13,7 @@ import select
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -65,6 +66,12 @@ class Child:
         self.jobs.extend(jobs)
         self.conn.send_bytes(codec.encode(messages))
 
+    def took(self, job: InFlight) -> None:
+        """The child took a job handed to it through its inbox: it runs that one next (it
+        finished everything before it; it starts it before what waits in its pipe)."""
+        self.jobs.appendleft(job)
+        self.current_since = time.monotonic()
+
     def finished(self, job_id: str) -> InFlight | None:
         """The child reported on its first job: drop it, the next one starts now."""
         if not self.jobs or self.jobs[0].job_id != job_id:
@@ -105,11 +112,20 @@ class Poller:
 
 
 class Pool:
-    def __init__(self, size: int, *, parent_fds: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        parent_fds: list[int] | None = None,
+        inboxes: Callable[[int], dict[str, str]] | None = None,
+        inbox_wait: float = 5.0,
+    ) -> None:
         self.context = multiprocessing.get_context("fork")
         self.size = size
         self.children: dict[int, Child] = {}
         self.parent_fds = parent_fds or []
+        self.inboxes = inboxes  # a child's inbox keys (with their queues), if it has any
+        self.inbox_wait = inbox_wait
 
     def start(self) -> None:
         for index in range(self.size):
@@ -124,7 +140,13 @@ class Pool:
         inherited.append(parent_conn.fileno())
         process = self.context.Process(
             target=child_main,
-            args=(child_conn, os.getpid(), inherited),
+            args=(
+                child_conn,
+                os.getpid(),
+                inherited,
+                self.inboxes(index) if self.inboxes else None,
+                self.inbox_wait,
+            ),
             name=f"jobqueue-child-{index}",
             daemon=True,
         )

@@ -5,9 +5,10 @@ Enqueue pushes a token to the queue's wake list after the job is ready, so a wor
 nothing and then blocks can never miss a job. The BLPOP times out every ``timeout`` seconds so
 the worker also claims (and so promotes due scheduled jobs) at least that often.
 
-The worker also blocks on its inboxes: while it waits idle it is registered in its queues'
-idle sets (``IdleRegistration``), and an enqueue may lease a new job to it straight away and
-push the claim there (see ``jobqueue/engine/handoff.py``).
+The worker's idle children block on their own inboxes: the parent registers each child that
+has nothing to run in its queues' idle sets (``IdleRegistration``), and an enqueue may lease a
+new job to the worker straight away and push the claim into that child's inbox (see
+``jobqueue/engine/handoff.py``); the child takes it without waking the parent first.
 
 Redis Cluster forbids BLPOP across slots; there the worker falls back to claiming every
 ``CLUSTER_POLL`` seconds (and never registers as idle).
@@ -16,6 +17,7 @@ Redis Cluster forbids BLPOP across slots; there the worker falls back to claimin
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -28,33 +30,72 @@ CLUSTER_POLL = 0.05
 
 
 class IdleRegistration:
-    """The worker's registrations in its queues' idle sets: made just before it blocks,
-    dropped (with what its inboxes hold) in the first exchange after it wakes."""
+    """The worker's registrations in its queues' idle sets, one per idle child and queue
+    (member ``<worker>#<child index>``). Each idle child blocks on its own inboxes and runs
+    what an enqueue hands it at once (``worker_child.JobSource``); the parent only keeps the
+    registrations: it makes them when a child has nothing to run, renews them before their
+    ttl, drops one when its child takes the job it brought, and drops the others (with what
+    their inboxes still hold) when their child got other work, before it claims jobs itself,
+    and when it stops."""
 
     def __init__(self, engine: Any, worker: str, queues: tuple[str, ...], ttl: float) -> None:
         self.engine = engine
         self.worker = worker
         self.queues = queues
         self.ttl = ttl
-        self.waiting_on: tuple[str, ...] = ()  # the queues it is registered in
-        self.inboxes = {engine.qkeys(q).inbox(worker): q for q in queues}
+        self.live: dict[tuple[str, int], float] = {}  # (queue, child) -> when it lapses
 
     @property
     def registered(self) -> bool:
-        return bool(self.waiting_on)
+        return bool(self.live)
 
-    def register_calls(self, room: int) -> list[Any]:
-        """Register in the first ``room`` queues (each registration may bring one job)."""
-        self.waiting_on = self.queues[: max(room, 0)]
-        return [self.engine.idle_call(q, self.worker, True, self.ttl) for q in self.waiting_on]
+    def member(self, child: int) -> str:
+        return f"{self.worker}#{child}"
 
-    def unregister_calls(self) -> list[Any]:
-        return [self.engine.idle_call(q, self.worker, False) for q in self.waiting_on]
+    def inboxes(self, child: int) -> dict[str, str]:
+        """A child's inbox keys, each with its queue."""
+        return {self.engine.qkeys(q).inbox(self.member(child)): q for q in self.queues}
 
-    def read(self, replies: list[Any]) -> list[tuple[Any, int]]:
+    def register_calls(self, children: list[int], room: int) -> tuple[list, list[Any]]:
+        """``(pairs, calls)`` registering each of ``children`` in each queue where it is not
+        registered (or its registration is half over), ``room`` registrations in all at most:
+        each may bring one job."""
+        now = time.monotonic()
+        self.live = {pair: end for pair, end in self.live.items() if end > now}
+        due = [
+            (queue, child)
+            for child in children
+            for queue in self.queues
+            if self.live.get((queue, child), 0.0) < now + self.ttl / 2
+        ]
+        room -= sum(1 for pair in self.live if pair not in due)
+        due = due[: max(room, 0)]
+        for pair in due:  # counted from before the call: it lapses no later than in Redis
+            self.live[pair] = now + self.ttl
+        calls = [self.engine.idle_call(q, self.member(c), True, self.ttl) for q, c in due]
+        return due, calls
+
+    def unregister_calls(self, keep: list[int] | None = None) -> tuple[list, list[Any]]:
+        """``(pairs, calls)`` dropping every registration but those of the ``keep`` children
+        (all of them when ``keep`` is None)."""
+        pairs = [pair for pair in self.live if keep is None or pair[1] not in keep]
+        for pair in pairs:
+            del self.live[pair]
+        return pairs, [self.engine.idle_call(q, self.member(c), False) for q, c in pairs]
+
+    def consumed(self, queue: str, child: int) -> None:
+        """The child took the job this registration brought (the enqueue removed it)."""
+        self.live.pop((queue, child), None)
+
+    def forget(self, pairs: list) -> None:
+        """The calls for these pairs may not have run: let them lapse."""
+        for pair in pairs:
+            self.live.pop(pair, None)
+
+    def read(self, pairs: list, replies: list[Any]) -> list[tuple[Any, int]]:
         """The claims handed over, each with the Redis time its remaining lease counts from."""
         out: list[tuple[Any, int]] = []
-        for queue, reply in zip(self.waiting_on, replies, strict=True):
+        for (queue, _), reply in zip(pairs, replies, strict=True):
             if isinstance(reply, Exception):
                 logger.error("idle_registration_failed queue=%s error=%s", queue, reply)
                 continue
@@ -65,20 +106,6 @@ class IdleRegistration:
                 continue
             out += [(claim, now_ms) for claim in claims]
         return out
-
-    def handoff(self, reply: Any) -> tuple[Any, int] | None:
-        """A BLPOP reply that came from an inbox, as a claim; None for a wake-up token."""
-        if not reply:
-            return None
-        key = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        queue = self.inboxes.get(key)
-        if queue is None:
-            return None
-        try:
-            return self.engine.read_handoff(queue, reply[1])
-        except CorruptJob as exc:
-            logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
-            return None
 
 
 class WakeListener:

@@ -36,6 +36,18 @@ def test_a_job_enqueued_while_a_worker_waits_is_leased_to_it(engine):
     ]
 
 
+def test_a_childs_registration_leases_to_its_worker_through_the_childs_inbox(engine):
+    register(engine, "host.42#1")  # child 1 of worker "host.42"
+    job = engine.enqueue("tests.noop")
+    live = engine.get(job.id)
+    assert live.state is JobState.RUNNING and list(live.worker_ids) == ["host.42"]
+    qk = engine.qkeys("default")
+    assert engine.client.llen(qk.inbox("host.42#1")) == 1
+    assert engine.client.exists(qk.inbox("host.42")) == 0
+    register(engine, "a#b")  # no child index: the member is the worker's name
+    assert list(engine.get(engine.enqueue("tests.noop").id).worker_ids) == ["a#b"]
+
+
 def test_one_job_per_registration_then_the_ready_set(engine):
     register(engine, "w1")
     first, second = engine.enqueue("tests.noop"), engine.enqueue("tests.noop")

@@ -20,13 +20,14 @@ def idle_workers(queue="default"):
 
 def test_an_idle_worker_is_handed_each_new_job(start_worker):
     worker = start_worker("-c", "2", "--name", "handoff-1")
-    wait_for(lambda: idle_workers() == [b"handoff-1"], message="the worker never waited idle")
+    both = [b"handoff-1#0", b"handoff-1#1"]  # each child, blocked on its own inbox
+    wait_for(lambda: idle_workers() == both, message="the worker never waited idle")
     results = []
     for i in range(5):
         result = t.add.enqueue(i, 1)
         wait_for(lambda r=result: t.add.get_result(r.id).status == TaskResultStatus.SUCCESSFUL)
         results.append(result)
-        wait_for(lambda: idle_workers() == [b"handoff-1"])  # waiting again
+        wait_for(lambda: idle_workers() == both)  # waiting again
     jobs = [get_engine().get(r.id) for r in results]
     assert [j.result for j in jobs] == [1, 2, 3, 4, 5]
     # Leased by the enqueue's own script: it started in the very millisecond it was enqueued.
@@ -39,7 +40,7 @@ def test_an_idle_worker_is_handed_each_new_job(start_worker):
 
 def test_a_busy_worker_is_not_registered_and_jobs_wait_their_turn(start_worker):
     worker = start_worker("-c", "1", "--prefetch", "1", "--name", "busy-1")
-    wait_for(lambda: idle_workers() == [b"busy-1"])
+    wait_for(lambda: idle_workers() == [b"busy-1#0"])
     slow = t.sleep_for.enqueue(1.5)
     wait_for(lambda: get_engine().get(slow.id).state is JobState.RUNNING)
     assert idle_workers() == []  # no room: not registered
@@ -48,3 +49,35 @@ def test_a_busy_worker_is_not_registered_and_jobs_wait_their_turn(start_worker):
     wait_for(lambda: t.add.get_result(queued.id).status == TaskResultStatus.SUCCESSFUL)
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0, worker.output()
+
+
+def test_a_job_a_child_took_from_its_inbox_has_its_lease_renewed(start_worker):
+    # The child takes the job and tells its parent, which renews the lease like any other:
+    # a job running for three lease lengths is neither reaped nor run twice.
+    worker = start_worker("-c", "1", "--name", "renew-1", JOBQUEUE_LEASE_SECONDS="1")
+    wait_for(lambda: idle_workers() == [b"renew-1#0"])
+    result = t.sleep_for.enqueue(3)
+    wait_for(lambda: get_engine().get(result.id).state is JobState.RUNNING)
+    assert get_engine().get(result.id).started_at == get_engine().get(result.id).enqueued_at
+    wait_for(lambda: t.sleep_for.get_result(result.id).status == TaskResultStatus.SUCCESSFUL)
+    job = get_engine().get(result.id)
+    assert job.attempts == 1 and job.stalls == 0
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+
+
+def test_a_child_busy_with_one_queue_is_not_registered_for_the_other(start_worker):
+    worker = start_worker("default", "emails", "-c", "1", "--name", "two-q")
+    wait_for(lambda: idle_workers() == [b"two-q#0"] and idle_workers("emails") == [b"two-q#0"])
+    slow = t.sleep_for.enqueue(1.5)
+    wait_for(lambda: get_engine().get(slow.id).state is JobState.RUNNING)
+    # Busy: its other registration is dropped, so an email waits for a free worker
+    # instead of queueing behind the running job in the child's inbox.
+    wait_for(lambda: idle_workers("emails") == [])
+    email = t.add.using(queue_name="emails").enqueue(1, 1)
+    assert get_engine().get(email.id).state is JobState.QUEUED
+    wait_for(lambda: t.add.get_result(email.id).status == TaskResultStatus.SUCCESSFUL)
+    wait_for(lambda: idle_workers() == [b"two-q#0"])  # idle again: registered again
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    assert idle_workers() == [] and idle_workers("emails") == []

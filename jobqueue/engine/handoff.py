@@ -1,12 +1,13 @@
-"""Handing a new job straight to a worker waiting idle: no claim round trip on pickup.
+"""Handing a new job straight to a worker's idle child: no claim round trip on pickup.
 
-A worker about to block waiting for jobs registers in each of its queues' ``idle`` sets
-(``idle.lua``, mode ``on``) and blocks on its inboxes as well as on the wake lists. An enqueue
-that finds a registered worker leases the job to it right away (``enqueue_one.lua``) and pushes
-the claim into the worker's inbox. When the worker wakes for any reason it unregisters (mode
-``off``), which also hands over whatever its inboxes hold, so a job leased at that moment is
-never left behind. A registration lapses after its ttl: a job leased to a worker that died
-while idle is reaped when its lease ends, like any job of a dead worker.
+A worker registers each child that has nothing to run in each of its queues' ``idle`` sets
+(``idle.lua``, mode ``on``; member ``<worker name>#<child index>``), and that child blocks on
+its own inboxes. An enqueue that finds a registered child leases the job to its worker right
+away (``enqueue_one.lua``) and pushes the claim into the child's inbox. When the worker drops a
+registration (mode ``off``: the child got other work, the worker claims or stops), whatever
+that inbox still holds is handed over, so a job leased at that moment is never left behind. A
+registration lapses after its ttl: a job leased to a worker that died while idle is reaped
+when its lease ends, like any job of a dead worker.
 """
 
 from __future__ import annotations

@@ -75,8 +75,9 @@ class QueueKeys:
     def log(self, local_id: str) -> str:
         return f"{self.base}log:{local_id}"
 
-    def inbox(self, worker: str) -> str:
-        return f"{self.base}inbox:{worker}"
+    def inbox(self, member: str) -> str:
+        """The inbox of an idle set's member: a worker's child, ``<worker name>#<index>``."""
+        return f"{self.base}inbox:{member}"
 
     # Prefixes handed to the scripts that derive job keys from ids they pop themselves.
     @property
@@ -126,7 +127,7 @@ class KeySpace:
         q = self.queue("<queue>")
         out = {kind: getattr(q, kind) for kind in QUEUE_KEYS}
         out.update(job=q.job("<id>"), done=q.done("<id>"), log=q.log("<id>"))
-        out.update(inbox=q.inbox("<name>"))
+        out.update(inbox=q.inbox("<member>"))
         out.update(
             queues=self.queues,
             workers=self.workers,

@@ -1,0 +1,93 @@
+"""Where a worker's child takes its next job from: jobs handed to its own inboxes by an enqueue
+(announced to the parent before they run) and the jobs its parent sends over the pipe."""
+
+import logging
+import time
+from multiprocessing import Pipe
+
+import pytest
+
+from jobqueue.conf import get_engine
+from jobqueue.engine import JobState, codec
+from jobqueue.worker_child import JobSource
+from tests import sample_tasks as t
+
+MEMBER = "w.1#0"  # child 0 of worker "w.1"
+
+
+@pytest.fixture
+def source():
+    engine = get_engine()
+    parent, child = Pipe(duplex=True)
+    inboxes = {engine.qkeys("default").inbox(MEMBER): "default"}
+    source = JobSource(child, inboxes, wait=2.0)
+    yield source, parent
+    source.listener.close()
+    engine.run(*engine.idle_call("default", MEMBER, False))  # drops the inbox too
+    parent.close()
+    child.close()
+
+
+def register():
+    engine = get_engine()
+    engine.run(*engine.idle_call("default", MEMBER, True, 3.0))
+
+
+def piped(*ids):
+    return [{"id": f"default:{i}", "token": "1", "fields": {}} for i in ids]
+
+
+def wait_for_reply(listener):
+    deadline = time.monotonic() + 5
+    while not listener.has_reply():
+        assert time.monotonic() < deadline, "the BLPOP never answered"
+        time.sleep(0.01)
+
+
+def test_a_handed_job_is_taken_from_the_inbox_and_announced_before_its_outcome(source):
+    source, parent = source
+    register()
+    result = t.add.enqueue(2, 3)  # leased to the idle child in the enqueue's own script
+    message = source.next()
+    assert message["id"] == result.id and message["fields"]["args"] == "[2,3]"
+    assert not parent.poll(0)  # not announced yet: that waits until the task is called
+    source.announce()
+    source.announce()  # once only
+    took = codec.loads(parent.recv_bytes())
+    assert not parent.poll(0)
+    claim, since_ms = get_engine().read_handoff(took["took"], took["entry"])
+    assert claim.job_id == result.id and claim.token == message["token"]
+    assert claim.deadline_ms - since_ms == 30_000 and took["at"] <= time.monotonic()
+    job = get_engine().get(result.id)
+    assert job.state is JobState.RUNNING and list(job.worker_ids) == ["w.1"]
+
+
+def test_a_handed_job_runs_before_the_jobs_waiting_in_the_pipe(source):
+    source, parent = source
+    parent.send_bytes(codec.encode(piped("p1", "p2")))
+    assert source.next()["id"] == "default:p1"  # read from the pipe; p2 waits
+    register()
+    source.listener.arm()  # as when the child last waited idle
+    result = t.add.enqueue(1, 1)
+    wait_for_reply(source.listener)
+    assert source.next()["id"] == result.id  # the parent puts it first too
+    assert source.next()["id"] == "default:p2"
+
+
+def test_an_unreadable_inbox_entry_is_logged_and_skipped(source, caplog):
+    source, parent = source
+    inbox = next(iter(source.inboxes))
+    get_engine().client.rpush(inbox, "not a claim")
+    source.listener.arm()
+    wait_for_reply(source.listener)
+    parent.send_bytes(codec.encode(piped("p1")))
+    with caplog.at_level(logging.ERROR, logger="jobqueue.worker"):
+        assert source.next()["id"] == "default:p1"
+    assert "inbox_unreadable" in caplog.text
+    assert source.owed is None  # nothing to announce
+
+
+def test_the_pipe_closing_ends_the_source(source):
+    source, parent = source
+    parent.close()
+    assert source.next() is None

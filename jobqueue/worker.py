@@ -220,6 +220,13 @@ class Worker(Exchange, Upkeep):
     # -- waiting and outcomes -------------------------------------------------------------
 
     def _wait(self) -> None:
+        if self.pending_since is not None and not self.signals:
+            # Outcomes wait for company (FLUSH_DELAY): let the children's next messages
+            # gather in their pipes meanwhile and read them all when the flush is due, so the
+            # parent wakes once per flush instead of once per job.
+            rest = self.pending_since + FLUSH_DELAY - time.monotonic()
+            if rest > 0 and not self._claim_wanted():
+                time.sleep(rest)
         readers: list[Any] = [self.wake_r]
         for child in self.pool.children.values():
             readers += [child.conn, child.process.sentinel]

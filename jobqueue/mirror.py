@@ -165,7 +165,7 @@ class Mirror:
             command += ["STREAMS", *streams, *streams.values()]
             direct = self.engine.scripts.direct
             assert direct is not None  # every client but Cluster's
-            reply = direct.execute(*command) or []
+            reply = direct.execute(*command, text=True) or []
             return list(reply.items()) if isinstance(reply, dict) else reply
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was lost (Redis data loss): start over

@@ -56,33 +56,30 @@ class Event:
         return f"{self.queue}:{self.local_id}"
 
 
-CORE = frozenset({"id", "q", "s", "v", "t"})
-
-
 def parse_event(queue: str, entry_id: Any, fields: list | dict) -> Event | None:
     """An event from a stream entry: its fields as Redis sends them (a flat name, value
     list) or as a dict. None for an entry that is not one of ours."""
     try:
         if isinstance(fields, dict):
-            pairs: Any = fields.items()
+            changes: dict = dict(fields)
         else:  # an odd last name (not ours) is dropped; the checks below refuse the entry
-            pairs = zip(fields[::2], fields[1::2], strict=False)
-        core: dict[str, str] = {}
-        changes: dict[str, str] = {}
-        for k, v in pairs:
-            name = k.decode()
-            (core if name in CORE else changes)[name] = v.decode(errors="replace")
-        return Event(
-            entry_id.decode(),
-            core.get("q") or queue,
-            core["id"],
-            core["s"],
-            int(core["v"]),
-            int(core["t"]),
-            changes,
-        )
+            changes = dict(zip(fields[::2], fields[1::2], strict=False))
+        if not all(type(k) is str and type(v) is str for k, v in changes.items()):
+            changes = {_text(k): _text(v) for k, v in changes.items()}  # as Redis sent them
+        queue = changes.pop("q", None) or queue
+        local_id, state = changes.pop("id"), changes.pop("s")
+        version, at_ms = int(changes.pop("v")), int(changes.pop("t"))
+        return Event(_text(entry_id), queue, local_id, state, version, at_ms, changes)
     except (KeyError, ValueError, AttributeError, TypeError):
         return None  # not one of ours: skipped (and acknowledged)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"not a string: {value!r}")
 
 
 @dataclass

@@ -54,6 +54,18 @@ def test_error_replies_keep_their_place_and_the_connection(client):
         caller.execute("ECHO", None)
 
 
+def test_a_reply_can_come_as_text_and_the_next_ones_come_as_bytes_again(client):
+    caller = DirectCaller(client)
+    caller.execute("PING")  # connected: replies are read by the engine's own reader
+    key = "jq-test-direct-text"
+    try:
+        client.rpush(key, "é", b"\xffok")
+        assert caller.execute("LRANGE", key, 0, -1, text=True) == ["é", "\ufffdok"]
+        assert caller.execute("LRANGE", key, 0, -1) == ["é".encode(), b"\xffok"]
+    finally:
+        client.delete(key)
+
+
 def test_replies_can_be_taken_as_they_arrive(client):
     caller = DirectCaller(client)
     seen = []

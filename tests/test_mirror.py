@@ -842,6 +842,8 @@ def test_an_entry_is_read_as_redis_sends_it_or_as_a_dict():
     assert event.changes == {"task": "tests.add", "args": "[1,\ufffd2]"}  # bad bytes replaced
     as_dict = dict(zip(flat[::2], flat[1::2], strict=True))
     assert parse_event("default", b"1-0", as_dict) == event  # redis-py's shape (Cluster)
+    text = [v.decode(errors="replace") for v in flat]  # decoded by the engine's reader
+    assert parse_event("default", "1-0", text) == event
     # Entries that are not ours are skipped, whatever their shape.
     assert parse_event("default", b"1-0", [b"id", b"abc", b"s"]) is None
     assert parse_event("default", b"1-0", [b"x", b"y"]) is None

@@ -14,7 +14,8 @@ timeout set again per read, push-notification handling) and Python's socket time
 TCP or Unix socket gets its timeout from the kernel instead (``SO_RCVTIMEO``/``SO_SNDTIMEO``)
 and is given back to the pool as redis-py set it. A caller may also ask to poll the socket for
 the reply for a few microseconds before sleeping on it (``spin``; ``.enqueue()`` does, see
-``_Wire.spin_for_reply``).
+``_Wire.spin_for_reply``), or for the reply's strings decoded by hiredis as it parses them
+(``text``; the mirror does, for the event streams it reads).
 
 A connection error closes the connection and the call is made once more on a fresh one, as
 redis-py does by default; a second failure raises. Repeating is safe: an enqueue is keyed by
@@ -62,8 +63,9 @@ class _Wire:
             "protocolError": redis.exceptions.InvalidResponse,
             "replyError": conn._parser.parse_error,
         }
-        if conn.encoder.decode_responses:
-            options["encoding"] = conn.encoder.encoding
+        self.encoding = conn.encoder.encoding if conn.encoder.decode_responses else None
+        if self.encoding:
+            options["encoding"] = self.encoding
         self.reader = hiredis.Reader(**options)
         self.buffer = bytearray(65536)
         self.spin_misses = self.spin_skip = 0
@@ -98,8 +100,12 @@ class _Wire:
             raise redis.ConnectionError("Connection closed by server.")
         self.reader.feed(self.buffer, 0, size)  # type: ignore[arg-type]
 
-    def exchange(self, packed: list[bytes], count: int, on_reply: Any, spin: float = 0) -> list:
+    def exchange(
+        self, packed: list[bytes], count: int, on_reply: Any, spin: float = 0, text: bool = False
+    ) -> list:
         sock, reader = self.sock, self.reader
+        if text:  # strings decoded by hiredis (UTF-8, bad bytes replaced)
+            reader.set_encoding("utf-8", "replace")
         try:
             for chunk in packed:
                 sock.sendall(chunk)
@@ -117,6 +123,9 @@ class _Wire:
                     on_reply(index, reply)
         except (BlockingIOError, TimeoutError) as exc:  # the kernel's or Python's timeout
             raise redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
+        finally:
+            if text:
+                reader.set_encoding(self.encoding)
         return replies
 
     def spin_for_reply(self, seconds: float) -> Any:
@@ -153,7 +162,9 @@ class _Held:
         self.conn = pool.get_connection()
         self.wire: _Wire | None = None
 
-    def exchange(self, commands: list[tuple[Any, ...]], on_reply: Any, spin: float = 0) -> list:
+    def exchange(
+        self, commands: list[tuple[Any, ...]], on_reply: Any, spin: float = 0, text: bool = False
+    ) -> list:
         """Send ``commands`` in one write and read their replies (errors in place)."""
         conn = self.conn
         packed = _pack(conn, commands)
@@ -161,7 +172,7 @@ class _Held:
         if wire is None or wire.sock is not getattr(conn, "_sock", None):
             wire = self.wire = _Wire(conn) if _Wire.usable(conn) else None
         if wire is not None:
-            return wire.exchange(packed, len(commands), on_reply, spin)
+            return wire.exchange(packed, len(commands), on_reply, spin, text)
         # Not connected (first use, or after a drop): redis-py's layer connects.
         conn.send_packed_command(packed, check_health=False)
         replies: list[Any] = []
@@ -206,9 +217,11 @@ class DirectCaller:
     def _connection(self) -> Any:
         return self._held().conn
 
-    def execute(self, *command: Any, spin: float = 0) -> Any:
-        """One command, one reply; an error reply raises (``redis.ResponseError``)."""
-        return self.execute_many([command], raise_on_error=True, spin=spin)[0]
+    def execute(self, *command: Any, spin: float = 0, text: bool = False) -> Any:
+        """One command, one reply; an error reply raises (``redis.ResponseError``). With
+        ``text``, strings in the reply may come decoded (UTF-8, bad bytes replaced): the
+        caller must accept both str and bytes (a connection not yet made replies with bytes)."""
+        return self.execute_many([command], raise_on_error=True, spin=spin, text=text)[0]
 
     def execute_many(
         self,
@@ -216,6 +229,7 @@ class DirectCaller:
         raise_on_error: bool = False,
         on_reply: Callable[[int, Any], None] | None = None,
         spin: float = 0,
+        text: bool = False,
     ) -> list:
         """Send every command in one write, read every reply. An error reply takes its
         command's place in the list (or raises with ``raise_on_error``). ``on_reply(i, reply)``
@@ -225,7 +239,7 @@ class DirectCaller:
         for attempt in (1, 2):
             held = self._held()
             try:
-                replies = held.exchange(commands, on_reply, spin)
+                replies = held.exchange(commands, on_reply, spin, text)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 held.drop()
                 if attempt == 2:

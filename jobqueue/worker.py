@@ -81,6 +81,7 @@ class Worker(Exchange, Upkeep):
         self.exit_code = 0
         self.working_time = 0.0
         self.duties: Duties | None = None
+        self.awaiting: dict[int, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -204,7 +205,7 @@ class Worker(Exchange, Upkeep):
             try:
                 pairs, calls = self.idle.unregister_calls()
                 replies = self.engine.run_batch(calls, raise_errors=False)
-                handed = self.idle.read(pairs, replies)
+                handed, _ = self.idle.read(pairs, replies)
                 calls = [self.engine.release_call(c.job_id, c.token) for c, _ in handed]
                 if calls:
                     self.engine.run_batch(calls, raise_errors=False)
@@ -327,6 +328,7 @@ class Worker(Exchange, Upkeep):
             )
 
     def _child_died(self, child: Child) -> None:
+        self.awaiting.pop(child.index, None)
         code = child.process.exitcode
         jobs = self.pool.reaped(child)
         if jobs:

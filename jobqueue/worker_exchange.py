@@ -17,6 +17,7 @@ from .worker_wake import IdleRegistration
 
 logger = logging.getLogger("jobqueue.worker")
 FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
+AWAIT_TOOK = 1.0  # seconds a child whose registration an enqueue took counts as busy unheard
 
 
 class Exchange:
@@ -38,15 +39,24 @@ class Exchange:
     next_due: float | None
     signals: int
     pending_since: float | None
+    awaiting: dict[int, float]  # child -> until when it counts as holding an unannounced job
 
     if TYPE_CHECKING:
 
         def _in_flight(self) -> list[InFlight]: ...  # from Upkeep
 
+    def _held(self, child: Child) -> int:
+        """Jobs the child holds, counting one it popped from its inbox and not announced."""
+        until = self.awaiting.get(child.index)
+        if until is not None and until < time.monotonic():
+            del self.awaiting[child.index]  # no job came (the registration had lapsed)
+            until = None
+        return len(child.jobs) + (until is not None)
+
     def _capacity(self) -> int:
         if self.signals:
             return 0
-        free = sum(self.options.prefetch - len(c.jobs) for c in self.pool.children.values())
+        free = sum(self.options.prefetch - self._held(c) for c in self.pool.children.values())
         if self.options.max_jobs is not None:
             free = min(free, self.options.max_jobs - self.claimed_total)
         return max(free, 0)
@@ -62,8 +72,12 @@ class Exchange:
         # only those of children that got other work are dropped.
         registered = len(self.idle.live)
         keep: list[int] | None = self._idle_children()
-        if force or self.signals or (want and want <= registered):
+        if force or self.signals:
             keep = None
+        elif want and want <= registered:
+            # Drop them all first, and claim in the next round trip, once the replies tell
+            # which registrations an enqueue took (their children hold a job not announced).
+            keep, want = None, 0
         elif want:
             want -= registered
         dropping, drop_calls = self.idle.unregister_calls(keep)
@@ -93,7 +107,8 @@ class Exchange:
         if outcomes:
             self._recorded(read, replies[:finishing], replies[finishing:outcomes])
         if unregistering:
-            handed = self.idle.read(dropping, replies[outcomes : outcomes + unregistering])
+            handed, taken = self.idle.read(dropping, replies[outcomes : outcomes + unregistering])
+            self._await_took(taken)
             self._take_handoffs(handed)
         if want:
             self._claimed(queue, want, replies[-1], started)
@@ -198,6 +213,7 @@ class Exchange:
         deadline = float(message["at"]) + (claim.deadline_ms - since_ms) / 1000
         self.claimed_total += 1
         self.idle.consumed(claim.queue, child.index)
+        self.awaiting.pop(child.index, None)
         child.took(InFlight(claim, claim.timeout, deadline))
 
     def _register_idle(self) -> None:
@@ -211,10 +227,19 @@ class Exchange:
         except ConnectionFailed:
             self.idle.forget(pairs)  # perhaps registered: such registrations lapse
             return
-        self._take_handoffs(self.idle.read(pairs, replies))
+        handed, taken = self.idle.read(pairs, replies)
+        self._await_took(taken)
+        self._take_handoffs(handed)
+
+    def _await_took(self, children: list[int]) -> None:
+        until = time.monotonic() + AWAIT_TOOK
+        for index in children:
+            self.awaiting[index] = until
 
     def _idle_children(self) -> list[int]:
-        return [c.index for c in self.pool.children.values() if not c.jobs and not c.stopping]
+        return [
+            c.index for c in self.pool.children.values() if not self._held(c) and not c.stopping
+        ]
 
     def _assign(self, jobs: list[InFlight]) -> None:
         """Share jobs among the children (fewest held first), one pipe message per child."""
@@ -223,7 +248,7 @@ class Exchange:
         for job in jobs:
             child = min(
                 self.pool.children.values(),
-                key=lambda c: len(c.jobs) + len(shares.get(c.index, ())),
+                key=lambda c: self._held(c) + len(shares.get(c.index, ())),
             )
             shares.setdefault(child.index, []).append(job)
         for index, share in shares.items():

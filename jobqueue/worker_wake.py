@@ -36,7 +36,9 @@ class IdleRegistration:
     registrations: it makes them when a child has nothing to run, renews them before their
     ttl, drops one when its child takes the job it brought, and drops the others (with what
     their inboxes still hold) when their child got other work, before it claims jobs itself,
-    and when it stops."""
+    and when it stops. A registration it renews or drops that is no longer there, its inbox
+    empty, was taken by an enqueue whose job the child has popped but not yet announced:
+    ``read`` reports that child, which the parent counts as busy until it hears from it."""
 
     def __init__(self, engine: Any, worker: str, queues: tuple[str, ...], ttl: float) -> None:
         self.engine = engine
@@ -44,6 +46,7 @@ class IdleRegistration:
         self.queues = queues
         self.ttl = ttl
         self.live: dict[tuple[str, int], float] = {}  # (queue, child) -> when it lapses
+        self.checking: set[tuple[str, int]] = set()  # renewed or dropped: still there?
 
     @property
     def registered(self) -> bool:
@@ -58,21 +61,26 @@ class IdleRegistration:
 
     def register_calls(self, children: list[int], room: int) -> tuple[list, list[Any]]:
         """``(pairs, calls)`` registering each of ``children`` in each queue where it is not
-        registered (or its registration is half over), ``room`` registrations in all at most:
-        each may bring one job."""
+        registered (or its registration is half over), ``room`` registrations in all at most
+        (each may bring one job), queue by queue in order of precedence."""
         now = time.monotonic()
         self.live = {pair: end for pair, end in self.live.items() if end > now}
-        due = [
+        due = [  # the first queues first: with little room, every idle child waits on those
             (queue, child)
-            for child in children
             for queue in self.queues
+            for child in children
             if self.live.get((queue, child), 0.0) < now + self.ttl / 2
         ]
         room -= sum(1 for pair in self.live if pair not in due)
         due = due[: max(room, 0)]
+        renewing = {pair for pair in due if pair in self.live}
+        self.checking |= renewing
         for pair in due:  # counted from before the call: it lapses no later than in Redis
             self.live[pair] = now + self.ttl
-        calls = [self.engine.idle_call(q, self.member(c), True, self.ttl) for q, c in due]
+        calls = [
+            self.engine.idle_call(q, self.member(c), True, self.ttl, renew=(q, c) in renewing)
+            for q, c in due
+        ]
         return due, calls
 
     def unregister_calls(self, keep: list[int] | None = None) -> tuple[list, list[Any]]:
@@ -81,6 +89,7 @@ class IdleRegistration:
         pairs = [pair for pair in self.live if keep is None or pair[1] not in keep]
         for pair in pairs:
             del self.live[pair]
+        self.checking |= set(pairs)
         return pairs, [self.engine.idle_call(q, self.member(c), False) for q, c in pairs]
 
     def consumed(self, queue: str, child: int) -> None:
@@ -91,11 +100,18 @@ class IdleRegistration:
         """The calls for these pairs may not have run: let them lapse."""
         for pair in pairs:
             self.live.pop(pair, None)
+            self.checking.discard(pair)
 
-    def read(self, pairs: list, replies: list[Any]) -> list[tuple[Any, int]]:
-        """The claims handed over, each with the Redis time its remaining lease counts from."""
+    def read(self, pairs: list, replies: list[Any]) -> tuple[list[tuple[Any, int]], list[int]]:
+        """``(claims, taken)``: the claims handed over, each with the Redis time its remaining
+        lease counts from, and the children whose registration an enqueue took while their
+        inbox is empty (they popped the job and will announce it)."""
         out: list[tuple[Any, int]] = []
-        for (queue, _), reply in zip(pairs, replies, strict=True):
+        taken: list[int] = []
+        for pair, reply in zip(pairs, replies, strict=True):
+            queue, child = pair
+            expected = pair in self.checking
+            self.checking.discard(pair)
             if isinstance(reply, Exception):
                 logger.error("idle_registration_failed queue=%s error=%s", queue, reply)
                 continue
@@ -104,8 +120,11 @@ class IdleRegistration:
             except CorruptJob as exc:  # planted data: its jobs' leases expire and are reaped
                 logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
                 continue
+            if expected and not claims and not self.engine.was_registered(reply):
+                self.live.pop(pair, None)  # a renewal that found it gone made nothing
+                taken.append(child)
             out += [(claim, now_ms) for claim in claims]
-        return out
+        return out, taken
 
 
 class WakeListener:

@@ -36,6 +36,21 @@ def test_a_job_enqueued_while_a_worker_waits_is_leased_to_it(engine):
     ]
 
 
+def test_a_renewal_never_brings_back_a_registration_an_enqueue_took(engine):
+    def call(mode_waiting, renew=False):
+        return engine.run(*engine.idle_call("default", "w#0", mode_waiting, 3.0, renew=renew))
+
+    idle = engine.qkeys("default").idle
+    assert not engine.was_registered(call(True))  # a new registration
+    assert engine.was_registered(call(True, renew=True))  # renewed
+    job = engine.enqueue("tests.noop")  # takes it
+    reply = call(True, renew=True)
+    assert not engine.was_registered(reply) and engine.client.zcard(idle) == 0
+    assert [c.job_id for c in engine.read_inbox("default", reply)[1]] == [job.id]  # handed over
+    reply = call(False)
+    assert not engine.was_registered(reply) and engine.read_inbox("default", reply)[1] == []
+
+
 def test_a_childs_registration_leases_to_its_worker_through_the_childs_inbox(engine):
     register(engine, "host.42#1")  # child 1 of worker "host.42"
     job = engine.enqueue("tests.noop")

@@ -22,17 +22,31 @@ from .lease import Call, Claimed
 
 
 class HandoffMixin(EngineBase):
-    def idle_call(self, queue: str, worker: str, waiting: bool, ttl: float = 3.0) -> Call:
-        """Register ``worker`` as waiting idle for ``queue`` for ``ttl`` seconds, or (with
-        ``waiting=False``) unregister it. Its reply, read with :meth:`read_inbox`, holds the
-        jobs already leased to it."""
+    def idle_call(
+        self, queue: str, worker: str, waiting: bool, ttl: float = 3.0, renew: bool = False
+    ) -> Call:
+        """Register ``worker`` (a member: ``<worker name>#<child index>``) as waiting idle for
+        ``queue`` for ``ttl`` seconds, or (with ``waiting=False``) unregister it; ``renew``
+        only extends a registration still there. Its reply, read with :meth:`read_inbox` and
+        :meth:`was_registered`, holds the jobs already leased to it."""
         qk = self.qkeys(queue)
-        args = [worker, qk.inbox_prefix, "on" if waiting else "off", int(ttl * 1000)]
-        return ("idle", queue, [qk.meta, qk.idle], args)
+        mode = ("renew" if renew else "on") if waiting else "off"
+        return (
+            "idle",
+            queue,
+            [qk.meta, qk.idle],
+            [worker, qk.inbox_prefix, mode, int(ttl * 1000)],
+        )
 
     def read_inbox(self, queue: str, reply: Any) -> tuple[int, list[Claimed]]:
         """``(now_ms, claims)`` from an ``idle`` script's reply."""
-        return int(reply[0]), [self.read_handoff(queue, entry)[0] for entry in reply[1:]]
+        return int(reply[0]), [self.read_handoff(queue, entry)[0] for entry in reply[2:]]
+
+    @staticmethod
+    def was_registered(reply: Any) -> bool:
+        """Whether the member was registered when an ``idle`` call came: a registration the
+        caller made and that is gone was taken by an enqueue (or lapsed)."""
+        return bool(int(reply[1]))
 
     def read_handoff(self, queue: str, entry: Any) -> tuple[Claimed, int]:
         """One inbox entry (pushed by enqueue_one.lua): the claim, its fields left as text for

@@ -117,7 +117,7 @@ class JobSource:
         """The next job's message; None when the parent closed the pipe."""
         answered = False  # the inbox's connection is known to be readable
         while True:
-            handed = self._handed(answered)
+            handed, answered = self._handed(answered), False
             if handed is not None:
                 return handed
             if self.queued:

@@ -2,6 +2,7 @@
 (announced to the parent before they run) and the jobs its parent sends over the pipe."""
 
 import logging
+import threading
 import time
 from multiprocessing import Pipe
 
@@ -20,7 +21,7 @@ def source():
     engine = get_engine()
     parent, child = Pipe(duplex=True)
     inboxes = {engine.qkeys("default").inbox(MEMBER): "default"}
-    source = JobSource(child, inboxes, wait=2.0)
+    source = JobSource(child, inboxes, wait=0.2)
     yield source, parent
     source.listener.close()
     engine.run(*engine.idle_call("default", MEMBER, False))  # drops the inbox too
@@ -91,3 +92,19 @@ def test_the_pipe_closing_ends_the_source(source):
     source, parent = source
     parent.close()
     assert source.next() is None
+
+
+def test_a_child_idle_longer_than_its_inbox_wait_still_takes_what_comes(source):
+    # Its BLPOP times out (every 0.2 s here) and is sent again; the pipe is watched all along.
+    source, parent = source
+    got = []
+    reader = threading.Thread(target=lambda: got.extend([source.next(), source.next()]))
+    reader.start()
+    time.sleep(0.7)
+    parent.send_bytes(codec.encode(piped("p1")))
+    time.sleep(0.5)
+    register()
+    result = t.add.enqueue(1, 2)
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the child stopped waiting for its pipe and its inbox"
+    assert [m["id"] for m in got] == ["default:p1", result.id]

@@ -103,7 +103,8 @@ class Exchange:
         except ConnectionFailed as exc:
             logger.warning("redis_unreachable pending=%d error=%s", outcomes, exc)
             self.next_claim = time.monotonic() + 1.0  # outcomes are kept and sent again
-            return  # registrations perhaps not dropped lapse; their jobs are reaped
+            self.idle.forget(dropping)  # perhaps not dropped: they lapse, their jobs are reaped
+            return
         if outcomes:
             self._recorded(read, replies[:finishing], replies[finishing:outcomes])
         if unregistering:

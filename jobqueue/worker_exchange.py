@@ -17,7 +17,7 @@ from .worker_wake import IdleRegistration
 
 logger = logging.getLogger("jobqueue.worker")
 FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
-AWAIT_TOOK = 1.0  # seconds a child whose registration an enqueue took counts as busy unheard
+AWAIT_TOOK = 10.0  # seconds a child whose registration was taken counts as busy, unheard from
 
 
 class Exchange:

@@ -186,7 +186,7 @@ def child_main(
     while True:
         try:
             message = source.next()
-        except (BrokenPipeError, OSError):
+        except OSError:  # the parent is gone (a broken pipe)
             break
         if message is None:
             break
@@ -198,6 +198,6 @@ def child_main(
                 outcome = execute(job_id, token, job, error, before_call=source.announce)
             source.announce()
             conn.send_bytes(codec.encode(outcome))
-        except (BrokenPipeError, OSError):
+        except OSError:  # the parent is gone (a broken pipe)
             os._exit(0)
     os._exit(0)

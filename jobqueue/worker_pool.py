@@ -118,14 +118,12 @@ class Pool:
         *,
         parent_fds: list[int] | None = None,
         inboxes: Callable[[int], dict[str, str]] | None = None,
-        inbox_wait: float = 5.0,
     ) -> None:
         self.context = multiprocessing.get_context("fork")
         self.size = size
         self.children: dict[int, Child] = {}
         self.parent_fds = parent_fds or []
         self.inboxes = inboxes  # a child's inbox keys (with their queues), if it has any
-        self.inbox_wait = inbox_wait
 
     def start(self) -> None:
         for index in range(self.size):
@@ -145,7 +143,6 @@ class Pool:
                 os.getpid(),
                 inherited,
                 self.inboxes(index) if self.inboxes else None,
-                self.inbox_wait,
             ),
             name=f"jobqueue-child-{index}",
             daemon=True,

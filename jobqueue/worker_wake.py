@@ -46,7 +46,6 @@ class IdleRegistration:
         self.queues = queues
         self.ttl = ttl
         self.live: dict[tuple[str, int], float] = {}  # (queue, child) -> when it lapses
-        self.checking: set[tuple[str, int]] = set()  # renewed or dropped: still there?
 
     @property
     def registered(self) -> bool:
@@ -60,9 +59,10 @@ class IdleRegistration:
         return {self.engine.qkeys(q).inbox(self.member(child)): q for q in self.queues}
 
     def register_calls(self, children: list[int], room: int) -> tuple[list, list[Any]]:
-        """``(pairs, calls)`` registering each of ``children`` in each queue where it is not
-        registered (or its registration is half over), ``room`` registrations in all at most
-        (each may bring one job), queue by queue in order of precedence."""
+        """``(calls made, calls)`` registering each of ``children`` in each queue where it is
+        not registered (or its registration is half over), ``room`` registrations in all at
+        most (each may bring one job), queue by queue in order of precedence. Each call made is
+        ``(queue, child, renewing)``: a renewal expects the registration to be there."""
         now = time.monotonic()
         self.live = {pair: end for pair, end in self.live.items() if end > now}
         due = [  # the first queues first: with little room, every idle child waits on those
@@ -73,45 +73,41 @@ class IdleRegistration:
         ]
         room -= sum(1 for pair in self.live if pair not in due)
         due = due[: max(room, 0)]
-        renewing = {pair for pair in due if pair in self.live}
-        self.checking |= renewing
+        made = [(queue, child, (queue, child) in self.live) for queue, child in due]
         for pair in due:  # counted from before the call: it lapses no later than in Redis
             self.live[pair] = now + self.ttl
         calls = [
-            self.engine.idle_call(q, self.member(c), True, self.ttl, renew=(q, c) in renewing)
-            for q, c in due
+            self.engine.idle_call(q, self.member(c), True, self.ttl, renew=renew)
+            for q, c, renew in made
         ]
-        return due, calls
+        return made, calls
 
     def unregister_calls(self, keep: list[int] | None = None) -> tuple[list, list[Any]]:
-        """``(pairs, calls)`` dropping every registration but those of the ``keep`` children
-        (all of them when ``keep`` is None)."""
+        """``(calls made, calls)`` dropping every registration but those of the ``keep``
+        children (all of them when ``keep`` is None); each call made is ``(queue, child, True)``
+        (the registration is expected to be there)."""
         pairs = [pair for pair in self.live if keep is None or pair[1] not in keep]
         for pair in pairs:
             del self.live[pair]
-        self.checking |= set(pairs)
-        return pairs, [self.engine.idle_call(q, self.member(c), False) for q, c in pairs]
+        made = [(queue, child, True) for queue, child in pairs]
+        return made, [self.engine.idle_call(q, self.member(c), False) for q, c, _ in made]
 
     def consumed(self, queue: str, child: int) -> None:
         """The child took the job this registration brought (the enqueue removed it)."""
         self.live.pop((queue, child), None)
 
-    def forget(self, pairs: list) -> None:
-        """The calls for these pairs may not have run: let them lapse."""
-        for pair in pairs:
-            self.live.pop(pair, None)
-            self.checking.discard(pair)
+    def forget(self, made: list) -> None:
+        """These calls may not have run: let their registrations lapse."""
+        for queue, child, _ in made:
+            self.live.pop((queue, child), None)
 
-    def read(self, pairs: list, replies: list[Any]) -> tuple[list[tuple[Any, int]], list[int]]:
+    def read(self, made: list, replies: list[Any]) -> tuple[list[tuple[Any, int]], list[int]]:
         """``(claims, taken)``: the claims handed over, each with the Redis time its remaining
         lease counts from, and the children whose registration an enqueue took while their
         inbox is empty (they popped the job and will announce it)."""
         out: list[tuple[Any, int]] = []
         taken: list[int] = []
-        for pair, reply in zip(pairs, replies, strict=True):
-            queue, child = pair
-            expected = pair in self.checking
-            self.checking.discard(pair)
+        for (queue, child, expected), reply in zip(made, replies, strict=True):
             if isinstance(reply, Exception):
                 logger.error("idle_registration_failed queue=%s error=%s", queue, reply)
                 continue
@@ -121,7 +117,7 @@ class IdleRegistration:
                 logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
                 continue
             if expected and not claims and not self.engine.was_registered(reply):
-                self.live.pop(pair, None)  # a renewal that found it gone made nothing
+                self.live.pop((queue, child), None)  # a renewal that found it gone made nothing
                 taken.append(child)
             out += [(claim, now_ms) for claim in claims]
         return out, taken

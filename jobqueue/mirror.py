@@ -107,12 +107,13 @@ class Mirror:
         replies = self._read({key: start for key in streams}, block and not pending)
         events: list[Event] = []
         acks: dict[str, list[Any]] = {}
+        text = not self.engine.cluster  # _read decoded the reply (Cluster's comes as bytes)
         for key, entries in replies:
             key = key.decode() if isinstance(key, bytes) else key
             for entry_id, fields in entries:
                 acks.setdefault(key, []).append(entry_id)
                 if fields:  # a pending entry trimmed from the stream has no fields
-                    event = parse_event(streams[key], entry_id, fields)
+                    event = parse_event(streams[key], entry_id, fields, text)
                     if event is not None:
                         events.append(event)
         if pending and not acks:

@@ -56,15 +56,19 @@ class Event:
         return f"{self.queue}:{self.local_id}"
 
 
-def parse_event(queue: str, entry_id: Any, fields: list | dict) -> Event | None:
+def parse_event(
+    queue: str, entry_id: Any, fields: list | dict, text: bool = False
+) -> Event | None:
     """An event from a stream entry: its fields as Redis sends them (a flat name, value
-    list) or as a dict. None for an entry that is not one of ours."""
+    list) or as a dict. ``text`` says every name and value is already a str (a reply read
+    with an encoding), so they need no check. None for an entry that is not one of ours."""
     try:
         if isinstance(fields, dict):
             changes: dict = dict(fields)
         else:  # an odd last name (not ours) is dropped; the checks below refuse the entry
-            changes = dict(zip(fields[::2], fields[1::2], strict=False))
-        if not all(type(k) is str and type(v) is str for k, v in changes.items()):
+            pairs = iter(fields)
+            changes = dict(zip(pairs, pairs, strict=False))
+        if not text and not all(type(k) is str and type(v) is str for k, v in changes.items()):
             changes = {_text(k): _text(v) for k, v in changes.items()}  # as Redis sent them
         queue = changes.pop("q", None) or queue
         local_id, state = changes.pop("id"), changes.pop("s")
@@ -91,7 +95,7 @@ class Batch:
     deleted: set[str] = field(default_factory=set)
     restarted: set[str] = field(default_factory=set)  # ids reused by a new job: old timeline out
     transitions: list[tuple[str, int, str, datetime, dict]] = field(default_factory=list)
-    stats: dict[tuple[str, datetime], list[int]] = field(
+    stats: dict[tuple[str, int], list[int]] = field(  # (queue, minute in ms): counters
         default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0])
     )
     queues_touched: dict[str, int] = field(default_factory=dict)  # queue -> last event ms
@@ -238,18 +242,19 @@ def _skip_tombstoned(batch: Batch) -> None:
 def _count(
     batch: Batch, event: Event, enqueued: datetime | None, started: datetime | None
 ) -> None:
-    """Per-minute statistics: starts (with their wait) and ends (with their run time)."""
-    at = to_datetime(event.at_ms)
-    if at is None:
-        return
-    stat = batch.stats[(event.queue, at.replace(second=0, microsecond=0))]
-    if event.state == "running" and "att" in event.changes and enqueued:
-        stat[4] += 1
-        stat[2] += max(int((at - enqueued).total_seconds() * 1000), 0)
-    elif event.state in ("succeeded", "failed"):
-        stat[0 if event.state == "succeeded" else 1] += 1
+    """Per-minute statistics: starts (with their wait) and ends (with their run time). The
+    minute is kept as milliseconds until the batch is written (one conversion per minute)."""
+    at_ms = event.at_ms
+    stat = batch.stats[(event.queue, at_ms - at_ms % 60_000)]
+    state = event.state
+    if state == "running":
+        if "att" in event.changes and enqueued:
+            stat[4] += 1
+            stat[2] += max(int((to_datetime(at_ms) - enqueued).total_seconds() * 1000), 0)
+    elif state == "succeeded" or state == "failed":
+        stat[0 if state == "succeeded" else 1] += 1
         if started:
-            stat[3] += max(int((at - started).total_seconds() * 1000), 0)
+            stat[3] += max(int((to_datetime(at_ms) - started).total_seconds() * 1000), 0)
 
 
 def write(batch: Batch) -> None:
@@ -342,11 +347,12 @@ def _update(cursor: Any, changed: dict[str, dict[str, Any]], adapt: dict) -> Non
         )
 
 
-def _add_stats(cursor: Any, stats: dict[tuple[str, datetime], list[int]]) -> None:
+def _add_stats(cursor: Any, stats: dict[tuple[str, int], list[int]]) -> None:
     table = connection.ops.quote_name(QueueStat._meta.db_table)
     counters = ["succeeded", "failed", "wait_ms", "run_ms", "started"]
     params: list[Any] = []
-    for (queue, minute), values in stats.items():
+    for (queue, minute_ms), values in stats.items():
+        minute = to_datetime(minute_ms)
         params += [queue, connection.ops.adapt_datetimefield_value(minute), *values]
     placeholders = "(" + ", ".join(["%s"] * (2 + len(counters))) + ")"
     # Only quoted identifiers are formatted in; every value is a parameter.

@@ -844,6 +844,9 @@ def test_an_entry_is_read_as_redis_sends_it_or_as_a_dict():
     assert parse_event("default", b"1-0", as_dict) == event  # redis-py's shape (Cluster)
     text = [v.decode(errors="replace") for v in flat]  # decoded by the engine's reader
     assert parse_event("default", "1-0", text) == event
+    assert parse_event("default", "1-0", text, text=True) == event  # the mirror's own reads
     # Entries that are not ours are skipped, whatever their shape.
     assert parse_event("default", b"1-0", [b"id", b"abc", b"s"]) is None
     assert parse_event("default", b"1-0", [b"x", b"y"]) is None
+    assert parse_event("default", "1-0", ["id", "abc", "s"], text=True) is None
+    assert parse_event("default", "1-0", ["id", "abc", "s", "queued", "v", "x"], text=True) is None

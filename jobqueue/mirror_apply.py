@@ -30,6 +30,7 @@ from .mirror_rows import (
     adapters,
     arguments_text,
     changes_to_columns,
+    ms_datetime,
     refresh_settings,
     row_columns,
     row_from_job,
@@ -250,11 +251,11 @@ def _count(
     if state == "running":
         if "att" in event.changes and enqueued:
             stat[4] += 1
-            stat[2] += max(int((to_datetime(at_ms) - enqueued).total_seconds() * 1000), 0)
+            stat[2] += max(int((ms_datetime(at_ms) - enqueued).total_seconds() * 1000), 0)
     elif state == "succeeded" or state == "failed":
         stat[0 if state == "succeeded" else 1] += 1
         if started:
-            stat[3] += max(int((to_datetime(at_ms) - started).total_seconds() * 1000), 0)
+            stat[3] += max(int((ms_datetime(at_ms) - started).total_seconds() * 1000), 0)
 
 
 def write(batch: Batch) -> None:
@@ -352,7 +353,7 @@ def _add_stats(cursor: Any, stats: dict[tuple[str, int], list[int]]) -> None:
     counters = ["succeeded", "failed", "wait_ms", "run_ms", "started"]
     params: list[Any] = []
     for (queue, minute_ms), values in stats.items():
-        minute = to_datetime(minute_ms)
+        minute = ms_datetime(minute_ms)
         params += [queue, connection.ops.adapt_datetimefield_value(minute), *values]
     placeholders = "(" + ", ".join(["%s"] * (2 + len(counters))) + ")"
     # Only quoted identifiers are formatted in; every value is a parameter.

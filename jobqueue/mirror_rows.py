@@ -37,6 +37,11 @@ def to_datetime(ms: Any) -> datetime | None:
     return _datetime_at(int(ms), _Zone.aware)
 
 
+def ms_datetime(ms: int) -> datetime:
+    """to_datetime for a time known to be there (an event's)."""
+    return _datetime_at(ms, _Zone.aware)
+
+
 @lru_cache(maxsize=8192)
 def _datetime_at(ms: int, aware: bool) -> datetime:
     """Cached: the jobs of one claim or one acknowledgement share a millisecond, and each

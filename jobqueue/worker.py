@@ -37,7 +37,7 @@ class WorkerOptions:
     name: str
     burst: bool = False
     max_jobs: int | None = None
-    prefetch: int = 8  # jobs held per child: the running one and those waiting behind it
+    prefetch: int = 32  # most jobs held per child (the running one and those behind it)
     shutdown_timeout: float = 30.0
     idle_poll: float = 1.0  # claim at least this often when idle (promotes due jobs)
     burst_wait: float = 1.0  # in burst mode, also wait for jobs due this soon
@@ -82,6 +82,7 @@ class Worker(Exchange, Upkeep):
         self.working_time = 0.0
         self.duties: Duties | None = None
         self.awaiting: dict[int, float] = {}
+        self.run_time: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -309,7 +310,9 @@ class Worker(Exchange, Upkeep):
             logger.error("unexpected_outcome child=%d job=%s", child.index, message.get("id"))
             return
         claimed = job.claimed
-        self.working_time += float(message.get("dur", 0.0))
+        if "dur" in message:
+            self.working_time += float(message["dur"])
+            self._ran(float(message["dur"]))
         if message.get("skipped"):
             self.releases.append(job)
         elif message["ok"]:

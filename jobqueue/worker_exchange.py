@@ -18,6 +18,9 @@ from .worker_wake import IdleRegistration
 logger = logging.getLogger("jobqueue.worker")
 FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
 AWAIT_TOOK = 10.0  # seconds a child whose registration was taken counts as busy, unheard from
+PREFETCH_WINDOW = 0.02  # seconds of work a child holds, judged by the recent jobs' run times
+PREFETCH_START = 8  # jobs a child may hold before any run time is known (at most --prefetch)
+RUN_TIME_WEIGHT = 0.2  # weight of each finished job in the running average of run times
 
 
 class Exchange:
@@ -40,6 +43,7 @@ class Exchange:
     signals: int
     pending_since: float | None
     awaiting: dict[int, float]  # child -> until when it counts as holding an unannounced job
+    run_time: float | None  # running average of the jobs' run times, seconds
 
     if TYPE_CHECKING:
 
@@ -53,10 +57,28 @@ class Exchange:
             until = None
         return len(child.jobs) + (until is not None)
 
+    def _limit(self) -> int:
+        """Jobs each child may hold now (the running one and those behind it): about
+        PREFETCH_WINDOW of work by the recent jobs' run times, at least 1, at most --prefetch.
+        Short jobs come in large batches, and a long one never has others waiting behind it
+        that an idle worker could run."""
+        prefetch = self.options.prefetch
+        if self.run_time is None:
+            return min(prefetch, PREFETCH_START)
+        return max(1, min(prefetch, int(PREFETCH_WINDOW / max(self.run_time, 1e-6))))
+
+    def _ran(self, seconds: float) -> None:
+        """A job ran this long: update the running average that sets the limit."""
+        if self.run_time is None:
+            self.run_time = seconds
+        else:
+            self.run_time += RUN_TIME_WEIGHT * (seconds - self.run_time)
+
     def _capacity(self) -> int:
         if self.signals:
             return 0
-        free = sum(self.options.prefetch - self._held(c) for c in self.pool.children.values())
+        limit = self._limit()
+        free = sum(max(limit - self._held(c), 0) for c in self.pool.children.values())
         if self.options.max_jobs is not None:
             free = min(free, self.options.max_jobs - self.claimed_total)
         return max(free, 0)
@@ -122,7 +144,7 @@ class Exchange:
             self.maybe_ready, self.next_due = True, None
         if free <= 0 or not self.maybe_ready or now < self.next_claim:
             return 0
-        room = self.options.prefetch * len(self.pool.children)
+        room = self._limit() * len(self.pool.children)
         if self._in_flight() and free < room / 2:
             return 0  # wait for more room: claims of one job at a time cost a round trip each
         return free

@@ -100,9 +100,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--prefetch",
-            default="8",
-            help="Jobs each child holds: the running one and those waiting behind it "
-            "(default 8; use 1 for long jobs, so none waits behind another).",
+            default="32",
+            help="Most jobs each child holds: the running one and those waiting behind it. "
+            "A child holds about 20 ms of work by the recent jobs' run times, so long jobs "
+            "have none waiting behind them (default 32; 1: never more than the running one).",
         )
         parser.add_argument(
             "--shutdown-timeout",

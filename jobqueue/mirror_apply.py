@@ -106,18 +106,21 @@ def build(engine: Engine, events: list[Event]) -> Batch:
     refresh_settings()
     batch = Batch()
     by_job: dict[str, list[Event]] = defaultdict(list)
+    deleting: set[str] = set()  # jobs with a 'deleted' event in this batch (rare)
     for event in events:
         batch.queues_touched[event.queue] = max(
             batch.queues_touched.get(event.queue, 0), event.at_ms
         )
         if event.local_id:
             by_job[event.job_id].append(event)
+            if event.state == "deleted":
+                deleting.add(event.job_id)
     known = _known(list(by_job))
     gaps: dict[str, list[Event]] = {}
     for job_id, job_events in by_job.items():
         job_events.sort(key=lambda e: e.version)
         current, enqueued, started = known.get(job_id, (0, None, None))
-        if any(
+        if job_id in deleting and any(
             e.state == "deleted" and (e.version > current or e.version == 0) for e in job_events
         ):
             batch.deleted.add(job_id)
@@ -228,9 +231,18 @@ def _skip_tombstoned(batch: Batch) -> None:
     new = [job_id for job_id in batch.full if job_id not in batch.changed]
     if not new:
         return
-    dead = dict(
-        JobTransition.objects.filter(job_id__in=new, version=TOMBSTONE).values_list("job_id", "at")
-    )
+    q = connection.ops.quote_name
+    dead: dict[str, Any] = {}
+    with connection.cursor() as cursor:  # raw SQL, as _known: asked for every batch
+        for start in range(0, len(new), 500):
+            chunk = new[start : start + 500]
+            cursor.execute(
+                f"SELECT {q('job_id')}, {q('at')} "  # noqa: S608
+                f"FROM {q(JobTransition._meta.db_table)} WHERE {q('version')} = %s "
+                f"AND {q('job_id')} IN ({', '.join(['%s'] * len(chunk))})",
+                [TOMBSTONE, *chunk],
+            )
+            dead.update((job_id, _db_datetime(at)) for job_id, at in cursor.fetchall())
     for job_id, at in dead.items():
         enqueued = batch.full[job_id].get("enqueued_at")
         if enqueued is None or enqueued <= at:

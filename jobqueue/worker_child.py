@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import select
@@ -70,7 +71,14 @@ CHILD_SIGNALS = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGALRM}
 
 
 def start_blocked(process: Any) -> None:
-    """Start a fork-context ``process`` with CHILD_SIGNALS blocked until it is ready."""
+    """Start a fork-context ``process`` with CHILD_SIGNALS blocked until it is ready.
+
+    What the parent has loaded (Django, the task modules) is frozen first (``gc.freeze()``):
+    the child's garbage collector never scans those objects again, so its full collections
+    take microseconds instead of tens of milliseconds (a pause in whatever job it runs), and
+    they do not write to the memory pages it shares with its parent."""
+    gc.collect()  # garbage now would never be freed once frozen
+    gc.freeze()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
     try:
         process.start()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 
@@ -92,6 +93,12 @@ def sleep_for(seconds: float) -> float:
 @task
 def pid() -> int:
     return os.getpid()
+
+
+@task
+def frozen_objects() -> int:
+    """How many objects the running process's garbage collector ignores (gc.freeze())."""
+    return gc.get_freeze_count()
 
 
 def _on_started(sender, task_result, **kwargs):

@@ -75,6 +75,14 @@ def test_concurrency_runs_jobs_in_several_processes(run_worker):
     assert len(pids) == 2
 
 
+def test_children_start_with_what_the_parent_loaded_frozen(run_worker):
+    # Their garbage collector never scans Django and the task modules again: no long pauses.
+    result = t.frozen_objects.enqueue()
+    run = run_worker("--burst", "-c", "1")
+    assert run.returncode == 0, run.stderr
+    assert t.frozen_objects.get_result(result.id).return_value > 10_000
+
+
 def test_a_job_naming_an_unregistered_task_fails_and_is_never_imported(run_worker, keyspace):
     engine = get_engine()
     engine.registry.register("tests.not_in_the_worker.run", lambda: None)  # known here only

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -288,15 +287,9 @@ class Worker(Exchange, Upkeep):
                 self._child_died(child)
 
     def _drain(self, child: Child) -> None:
-        """Read every message the child has written, checking for more with one poll()
-        object (``Connection.poll()`` would build a selector for every message)."""
-        try:
-            poller = select.poll()
-            poller.register(child.conn.fileno(), select.POLLIN)
-            while poller.poll(0):  # readable, or hung up (then recv_bytes raises EOFError)
-                self._outcome(child, child.conn.recv_bytes())
-        except (EOFError, OSError):
-            pass
+        """Handle every message the child has written."""
+        for message in child.messages():
+            self._outcome(child, message)
 
     def _outcome(self, child: Child, data: bytes) -> None:
         from .engine import codec

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import select
 import signal
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,10 @@ from django.db import connections
 
 from .engine import Claimed, codec
 from .worker_child import child_main, start_blocked
+
+FRAME = struct.Struct("!i")  # Connection.send_bytes's length prefix (-1: LONG_FRAME follows)
+LONG_FRAME = struct.Struct("!Q")
+READ_SIZE = 1 << 16
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Child:
     jobs: deque[InFlight] = field(default_factory=deque)
     current_since: float | None = None  # when its first job started (monotonic)
     stopping: bool = False
+    unread: bytearray = field(default_factory=bytearray)  # the start of a message still coming
 
     @property
     def pid(self) -> int:
@@ -65,6 +71,38 @@ class Child:
             self.current_since = time.monotonic()
         self.jobs.extend(jobs)
         self.conn.send_bytes(codec.encode(messages))
+
+    def messages(self) -> list[bytes]:
+        """Every whole message the child has written so far, without waiting: what the pipe
+        holds, read in large chunks and split on ``Connection.send_bytes``'s framing (a 4-byte
+        big-endian length, then the bytes), instead of a poll() and two reads per message. Stops
+        at the end of the pipe (the child is gone: its sentinel reports it)."""
+        fd, unread = self.conn.fileno(), self.unread
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        try:
+            while poller.poll(0):  # readable, or hung up (then the read returns nothing)
+                chunk = os.read(fd, READ_SIZE)
+                if not chunk:
+                    break
+                unread += chunk
+        except OSError:
+            pass
+        out, start = [], 0
+        while len(unread) - start >= 4:
+            (size,) = FRAME.unpack_from(unread, start)
+            head = 4
+            if size == -1:  # 2 GiB or more: an 8-byte length follows
+                if len(unread) - start < 12:
+                    break
+                (size,) = LONG_FRAME.unpack_from(unread, start + 4)
+                head = 12
+            if len(unread) - start - head < size:
+                break  # the rest has not arrived yet
+            out.append(bytes(unread[start + head : start + head + size]))
+            start += head + size
+        del unread[:start]
+        return out
 
     def took(self, job: InFlight) -> None:
         """The child took a job handed to it through its inbox: it runs that one next (it

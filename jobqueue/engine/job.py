@@ -202,7 +202,7 @@ class Job:
             raise CorruptJob(f"Job {job_id!r} holds data that is not JSON: {exc}.") from exc
 
 
-def pairs_to_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+def pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
     """Redis's flat ``[k1, v1, k2, v2, ...]`` reply as a dict."""
     it = iter(flat)
     return dict(zip(it, it, strict=True))

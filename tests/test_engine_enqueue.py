@@ -158,3 +158,24 @@ def test_explicit_job_id_is_idempotent(engine):
     second = engine.enqueue("tests.noop", job_id=job_id)
     assert first.id == second.id == job_id
     assert engine.counts("default")[JobState.QUEUED] == 1
+
+
+def test_fresh_ids_are_random_hex_never_repeated_nor_shared_with_a_fork():
+    import os
+
+    from jobqueue.engine.job import LOCAL_ID_RE, new_local_id
+
+    ids = [new_local_id() for _ in range(5000)]  # across many refills of the buffer
+    assert len(set(ids)) == 5000
+    assert all(len(i) == 24 and LOCAL_ID_RE.match(i) and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the ids it makes next
+        os.write(write, " ".join(new_local_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_ids = os.read(read, 1000).decode().split()
+    os.close(read)
+    parent_ids = [new_local_id() for _ in range(3)]
+    assert len(child_ids) == 3 and not set(child_ids) & set(parent_ids)

@@ -39,3 +39,23 @@ def test_deferred_jobs_wait_for_their_time(engine):
         claimed += batch
     assert sorted(c.job.args[0] for c in claimed) == list(range(200))
     assert all(c.job.run_at is not None for c in claimed)
+
+
+def test_fifo_holds_across_single_and_bulk_enqueues_with_gaps(engine):
+    # A bulk call reserves sequence numbers for all its jobs; those it does not use (a job
+    # deferred, one already there) leave gaps that keep the order.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    first = engine.enqueue("tests.add", [1, 0])
+    again = JobSpec("tests.add", [0, 0], job_id="default:repeated")
+    engine.enqueue_many([again])
+    bulk = engine.enqueue_many(
+        [
+            JobSpec("tests.add", [2, 0]),
+            JobSpec("tests.add", [99, 0], run_after=later),
+            again,
+            JobSpec("tests.add", [3, 0]),
+        ]
+    )
+    last = engine.enqueue("tests.add", [4, 0])
+    order = [c.job.id for c in engine.claim("default", "w", count=10).jobs]
+    assert order == [first.id, "default:repeated", bulk[0].id, bulk[3].id, last.id]

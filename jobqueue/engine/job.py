@@ -6,8 +6,9 @@ job lives in, so any process can find a job from its id alone.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,17 +39,47 @@ CANCELABLE_STATES = ACTIVE_STATES
 PURGEABLE_STATES = frozenset(JobState) - {JobState.RUNNING}
 
 
+_valid_queue_names: set[str] = set()  # names already checked (a few per site)
+
+
 def validate_queue_name(name: Any) -> str:
+    if type(name) is str and name in _valid_queue_names:
+        return name
     if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
         raise InvalidJob(
             f"Queue name {name!r} is invalid: use 1 to 64 characters from A-Z, a-z, 0-9, "
             "'_', '.', '-'."
         )
+    if len(_valid_queue_names) < 1000:
+        _valid_queue_names.add(name)
     return name
 
 
-def new_local_id() -> str:
-    return secrets.token_hex(12)
+class _RandomIds:
+    """Fresh local ids, 12 random bytes from os.urandom as hex, taken from a buffer filled
+    256 ids at a time (one system call for many enqueues). A forked process empties the buffer
+    it inherits, so it never hands out its parent's ids; a lock keeps threads apart."""
+
+    SIZE = 12 * 256
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.forget()
+        os.register_at_fork(after_in_child=self.forget)
+
+    def forget(self) -> None:
+        self.buffer, self.offset = b"", 0
+
+    def next(self) -> str:
+        with self.lock:
+            if self.offset >= len(self.buffer):
+                self.buffer, self.offset = os.urandom(self.SIZE), 0
+            start = self.offset
+            self.offset += 12
+            return self.buffer[start : start + 12].hex()
+
+
+new_local_id = _RandomIds().next
 
 
 def make_job_id(queue: str, local_id: str) -> str:

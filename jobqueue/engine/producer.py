@@ -25,7 +25,9 @@ from .job import (
     validate_queue_name,
 )
 
-CHUNK = 500  # jobs per script call in a bulk enqueue (all chunks go in one round trip)
+CHUNK = 500  # jobs per script call in a bulk enqueue (all chunks go in one round trip; at
+# most 4000: enqueue.lua passes two values per job to one ZADD, and Lua's unpack() stops at 8000)
+REPLY_STATES = {state.value.encode(): state for state in JobState}  # as a script replies
 MAX_KEY_LENGTH = 200
 
 
@@ -47,7 +49,7 @@ class JobSpec:
     job_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Prepared:
     spec: JobSpec
     local_id: str
@@ -68,6 +70,8 @@ def _plain(spec: JobSpec) -> bool:
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:
+        return value  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise InvalidJob(f"{name} must be a whole number between {low} and {high}, not {value!r}.")
     if not low <= value <= high:
@@ -130,7 +134,8 @@ class ProducerMixin(EngineBase):
             now_ms = int(reply[0])
             for index, (status, _, state) in zip(chunks[call][1], reply[1:], strict=True):
                 if jobs[index] is None and decode(status) == "new":
-                    jobs[index] = self._new_job(prepared[index], now_ms, JobState(decode(state)))
+                    job_state = REPLY_STATES.get(state) or JobState(decode(state))
+                    jobs[index] = self._new_job(prepared[index], now_ms, job_state)
 
         replies = self.run_batch(calls, on_reply=created)
         for call, ((queue, chunk), reply) in enumerate(zip(chunks, replies, strict=True)):

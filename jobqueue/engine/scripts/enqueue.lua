@@ -23,6 +23,9 @@ local now = now_ms()
 local out = {now}
 local pos = 6
 local woken = 0
+-- Sequence numbers are reserved for the whole call at the first ready job (unused ones leave
+-- gaps, which keep the order), and the ready jobs enter the ready set in one ZADD at the end.
+local seq, ready_pairs = nil, {}
 for i = 1, count do
   local jkey = KEYS[6 + i]
   local lid, run_at, prio, unique = ARGV[pos], tonumber(ARGV[pos + 1]),
@@ -46,8 +49,10 @@ for i = 1, count do
       redis.call('ZADD', scheduled, run_at, lid)
     else
       state = 'queued'
-      local seq = redis.call('HINCRBY', meta, 'seq', 1)
-      redis.call('ZADD', ready, ready_score(prio, seq), lid)
+      if not seq then seq = redis.call('HINCRBY', meta, 'seq', count) - count end
+      seq = seq + 1
+      ready_pairs[#ready_pairs + 1] = ready_score(prio, seq)
+      ready_pairs[#ready_pairs + 1] = lid
       woken = woken + 1
     end
     if prio ~= 0 then fields[#fields + 1] = 'prio'; fields[#fields + 1] = prio end
@@ -62,6 +67,7 @@ for i = 1, count do
   end
 end
 if woken > 0 then
+  redis.call('ZADD', ready, unpack(ready_pairs))
   for _ = 1, math.min(woken, wake_cap) do redis.call('LPUSH', wake, '1') end
   redis.call('LTRIM', wake, 0, wake_cap - 1)
 end

@@ -50,20 +50,22 @@ local popped = redis.call('ZPOPMIN', ready, want)
 for i = 1, #popped, 2 do
   local lid = popped[i]
   local jkey = prefix .. lid
-  local state = job_state(jkey)
+  -- What the job's fields say, in one call: state, attempts, workers, started, version.
+  local read, h = pcall(redis.call, 'HMGET', jkey, 'state', 'att', 'workers', 'started', 'v')
+  local state = read and h[1] or nil
   if state == 'queued' then
-    local ok, att = pcall(redis.call, 'HINCRBY', jkey, 'att', 1)
-    if ok then
+    local att = h[2] and string.match(h[2], '^%-?%d+$') and tonumber(h[2]) + 1
+    if not h[2] then att = 1 end
+    if att then
       local token = redis.call('HINCRBY', meta, 'fence', 1)
-      local workers = redis.call('HGET', jkey, 'workers')
-      workers = workers and (workers .. ' ' .. worker) or worker
+      local workers = h[3] and (h[3] .. ' ' .. worker) or worker
       local changes = {'att', att, 'token', token, 'worker', worker, 'workers', workers,
                        'last', now, 'lease', deadline}
-      if redis.call('HEXISTS', jkey, 'started') == 0 then
+      if not h[4] then
         changes[#changes + 1] = 'started'; changes[#changes + 1] = now
       end
-      redis.call('HSET', jkey, 'state', 'running', unpack(changes))
-      local v = bump_version(jkey)
+      local v = next_version(h[5])
+      redis.call('HSET', jkey, 'state', 'running', 'v', v, unpack(changes))
       redis.call('ZADD', leases, deadline, lid)
       emit(events, maxlen, queue, lid, 'running', v, now, changes)
       out[#out + 1] = {lid, token, deadline, redis.call('HGETALL', jkey)}

@@ -251,8 +251,17 @@ class RedisBackend(compat.BaseTaskBackend):
         return self._enqueue_spec(task, self.spec(task, args, kwargs))
 
     def _enqueue_spec(self, task: Any, spec: JobSpec) -> Any:
-        job = get_engine().enqueue_many([spec])[0]
-        result = self.to_result(job, task if job.task == task.module_path else None)
+        drafted: list[tuple[Job, Any]] = []
+
+        def draft(job: Job) -> None:  # built while Redis creates the job
+            drafted.append((job, self.to_result(job, task)))
+
+        job = get_engine().enqueue_many([spec], draft=draft)[0]
+        if drafted and drafted[-1][0] is job:
+            result = drafted[-1][1]
+            object.__setattr__(result, "enqueued_at", job.enqueued_at)  # known from the reply
+        else:
+            result = self.to_result(job, task if job.task == task.module_path else None)
         compat.task_enqueued.send(type(self), task_result=result)
         return result
 

@@ -36,6 +36,9 @@ def test_enqueue_run_success(run_worker):
     result = t.add.enqueue(2, 3)
     assert result.status == TaskResultStatus.READY
     assert result.enqueued_at is not None and result.args == [2, 3]
+    from jobqueue.conf import get_engine
+
+    assert result.enqueued_at == get_engine().get(result.id).enqueued_at  # Redis's time
     burst(run_worker)
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL

@@ -179,3 +179,32 @@ def test_fresh_ids_are_random_hex_never_repeated_nor_shared_with_a_fork():
     os.close(read)
     parent_ids = [new_local_id() for _ in range(3)]
     assert len(child_ids) == 3 and not set(child_ids) & set(parent_ids)
+
+
+def test_a_draft_is_built_while_redis_runs_and_gets_its_time_after(engine):
+    seen = []
+
+    def draft(job):
+        seen.append((job, job.enqueued_at))
+
+    job = engine.enqueue_many([JobSpec("tests.add", [1, 2])], draft=draft)[0]
+    assert len(seen) == 1 and seen[0][0] is job  # the very job returned
+    assert seen[0][1] is None  # built before the reply: no time yet
+    assert job.enqueued_at == engine.get(job.id).enqueued_at is not None
+
+
+def test_a_draft_that_raises_changes_nothing(engine):
+    def draft(job):
+        raise RuntimeError("a caller's bug")
+
+    job = engine.enqueue_many([JobSpec("tests.add", [1, 2])], draft=draft)[0]
+    assert job.enqueued_at == engine.get(job.id).enqueued_at is not None
+
+
+def test_a_repeated_call_returns_the_stored_job_not_its_draft(engine):
+    item = engine._prepare(JobSpec("tests.add", [1, 2]))  # one id, sent twice (a lost reply)
+    first = engine._enqueue_one(item)
+    drafts = []
+    again = engine._enqueue_one(item, draft=drafts.append)
+    assert again == engine.get(first.id) and again is not drafts[-1]
+    assert engine.counts("default")[JobState.QUEUED] == 1

@@ -113,10 +113,18 @@ class EngineBase:
 
     # -- running scripts ----------------------------------------------------------------
 
-    def run(self, name: str, queue: str, keys: list[str], args: list[Any], spin: float = 0) -> Any:
+    def run(
+        self,
+        name: str,
+        queue: str,
+        keys: list[str],
+        args: list[Any],
+        spin: float = 0,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
         """Run script ``name`` for ``queue``, passing the queue's epoch as ARGV[1]."""
         try:
-            return self.scripts.run(name, keys, [self.epoch(queue), *args], spin)
+            return self.scripts.run(name, keys, [self.epoch(queue), *args], spin, on_sent)
         except redis.RedisError as exc:
             raise self._translate(exc, name, queue) from exc
 

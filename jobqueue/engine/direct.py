@@ -101,7 +101,13 @@ class _Wire:
         self.reader.feed(self.buffer, 0, size)  # type: ignore[arg-type]
 
     def exchange(
-        self, packed: list[bytes], count: int, on_reply: Any, spin: float = 0, text: bool = False
+        self,
+        packed: list[bytes],
+        count: int,
+        on_reply: Any,
+        spin: float = 0,
+        text: bool = False,
+        on_sent: Any = None,
     ) -> list:
         sock, reader = self.sock, self.reader
         if text:  # strings decoded by hiredis (UTF-8, bad bytes replaced)
@@ -109,6 +115,8 @@ class _Wire:
         try:
             for chunk in packed:
                 sock.sendall(chunk)
+            if on_sent is not None:
+                on_sent()
             replies: list[Any] = []
             for index in range(count):
                 reply = reader.gets()
@@ -163,7 +171,12 @@ class _Held:
         self.wire: _Wire | None = None
 
     def exchange(
-        self, commands: list[tuple[Any, ...]], on_reply: Any, spin: float = 0, text: bool = False
+        self,
+        commands: list[tuple[Any, ...]],
+        on_reply: Any,
+        spin: float = 0,
+        text: bool = False,
+        on_sent: Any = None,
     ) -> list:
         """Send ``commands`` in one write and read their replies (errors in place)."""
         conn = self.conn
@@ -172,9 +185,11 @@ class _Held:
         if wire is None or wire.sock is not getattr(conn, "_sock", None):
             wire = self.wire = _Wire(conn) if _Wire.usable(conn) else None
         if wire is not None:
-            return wire.exchange(packed, len(commands), on_reply, spin, text)
+            return wire.exchange(packed, len(commands), on_reply, spin, text, on_sent)
         # Not connected (first use, or after a drop): redis-py's layer connects.
         conn.send_packed_command(packed, check_health=False)
+        if on_sent is not None:
+            on_sent()
         replies: list[Any] = []
         for index in range(len(commands)):
             try:
@@ -217,11 +232,21 @@ class DirectCaller:
     def _connection(self) -> Any:
         return self._held().conn
 
-    def execute(self, *command: Any, spin: float = 0, text: bool = False) -> Any:
+    def execute(
+        self,
+        *command: Any,
+        spin: float = 0,
+        text: bool = False,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
         """One command, one reply; an error reply raises (``redis.ResponseError``). With
         ``text``, strings in the reply may come decoded (UTF-8, bad bytes replaced): the
-        caller must accept both str and bytes (a connection not yet made replies with bytes)."""
-        return self.execute_many([command], raise_on_error=True, spin=spin, text=text)[0]
+        caller must accept both str and bytes (a connection not yet made replies with bytes).
+        ``on_sent()`` is called once the command is sent, before its reply is read (work done
+        while Redis runs it); it must not raise, and may be called twice (a retry)."""
+        return self.execute_many(
+            [command], raise_on_error=True, spin=spin, text=text, on_sent=on_sent
+        )[0]
 
     def execute_many(
         self,
@@ -230,6 +255,7 @@ class DirectCaller:
         on_reply: Callable[[int, Any], None] | None = None,
         spin: float = 0,
         text: bool = False,
+        on_sent: Callable[[], None] | None = None,
     ) -> list:
         """Send every command in one write, read every reply. An error reply takes its
         command's place in the list (or raises with ``raise_on_error``). ``on_reply(i, reply)``
@@ -239,7 +265,7 @@ class DirectCaller:
         for attempt in (1, 2):
             held = self._held()
             try:
-                replies = held.exchange(commands, on_reply, spin, text)
+                replies = held.exchange(commands, on_reply, spin, text, on_sent)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 held.drop()
                 if attempt == 2:

@@ -91,13 +91,20 @@ class Scripts:
         for name in SCRIPT_NAMES:
             source(name)  # fail at start, not mid-flight, if a file is missing
 
-    def run(self, name: str, keys: list[Any], args: list[Any], spin: float = 0) -> Any:
-        """Run one script; ``spin``: seconds to poll for the reply before sleeping on it
-        (``DirectCaller.execute``)."""
+    def run(
+        self,
+        name: str,
+        keys: list[Any],
+        args: list[Any],
+        spin: float = 0,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run one script; ``spin``: seconds to poll for the reply before sleeping on it,
+        ``on_sent``: work to do while Redis runs it (``DirectCaller.execute``)."""
         command = ("EVALSHA", sha(name), len(keys), *keys, *args)
         try:
             if self.direct is not None:
-                return self.direct.execute(*command, spin=spin)
+                return self.direct.execute(*command, spin=spin, on_sent=on_sent)
             return self.client.execute_command(*command)
         except NoScriptError:
             self.client.script_load(source(name))

@@ -18,18 +18,23 @@ local KEY_TYPES = {meta = 'hash', ready = 'zset', scheduled = 'zset', leases = '
   succeeded = 'zset', failed = 'zset', canceled = 'zset', uniques = 'hash',
   events = 'stream', wake = 'list', idle = 'zset'}
 
+-- The error reply for `key` when it holds another type than `wanted` (planted data), or nil
+-- when its type is right or it does not exist yet.
+local function not_a(key, wanted)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= wanted then
+    return redis.error_reply('JQWRONGTYPE ' .. key .. ' is a ' .. found ..
+      ', not a ' .. wanted .. '; it was written by something other than jobqueue')
+  end
+  return nil
+end
+
 -- The error reply for a queue-level key that holds another type than jobqueue gives it (planted
 -- data), or nil when its type is right or it does not exist yet.
 local function wrong_type(key)
   local kind = string.match(key, '}:(%a+)$')
   local wanted = kind and KEY_TYPES[kind]
-  if wanted then
-    local found = redis.call('TYPE', key)['ok']
-    if found ~= 'none' and found ~= wanted then
-      return redis.error_reply('JQWRONGTYPE ' .. key .. ' is a ' .. found ..
-        ', not a ' .. wanted .. '; it was written by something other than jobqueue')
-    end
-  end
+  if wanted then return not_a(key, wanted) end
   return nil
 end
 

@@ -38,9 +38,9 @@ if worker then
     worker = nil
   end
 end
-err = wrong_type(events)
+err = not_a(events, 'stream')
 if not err then
-  if worker then err = wrong_type(leases) else err = wrong_type(ready) or wrong_type(wake) end
+  if worker then err = not_a(leases, 'zset') else err = not_a(ready, 'zset') or not_a(wake, 'list') end
 end
 if err then return err end
 

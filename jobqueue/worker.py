@@ -326,6 +326,8 @@ class Worker(Exchange, Upkeep):
     def _child_died(self, child: Child) -> None:
         self.awaiting.pop(child.index, None)
         code = child.process.exitcode
+        if child.jobs and child.current_since is not None:  # it ran this long, then died
+            self._ran(time.monotonic() - child.current_since)
         jobs = self.pool.reaped(child)
         if jobs:
             why = f"its worker process died (exit code {code})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Engine, JobqueueError
 from .engine.lease import Failure
@@ -32,6 +32,10 @@ class Upkeep:
     maybe_ready: bool
     failures: list[Failure]
     releases: list[InFlight]
+
+    if TYPE_CHECKING:
+
+        def _ran(self, seconds: float) -> None: ...  # from Exchange
 
     def _in_flight(self) -> list[InFlight]:
         return self.pool.in_flight()
@@ -123,6 +127,7 @@ class Upkeep:
                 job.timeout,
                 child.index,
             )
+            self._ran(now - child.current_since)  # it counts for the prefetch like any other
             jobs = self.pool.kill(child)
             attempt = job.claimed.attempts
             self.failures.append(

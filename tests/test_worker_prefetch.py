@@ -72,3 +72,17 @@ def test_before_any_run_time_a_child_holds_the_starting_number(start_worker):
     assert states.count(JobState.QUEUED) == 4
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0, worker.output()
+
+
+@pytest.mark.slow
+def test_a_job_killed_at_its_timeout_counts_as_a_long_one(start_worker):
+    worker = start_worker("-c", "1", "--name", "killed-1")
+    stubborn = t.ignore_timeout.using(timeout=0.3).enqueue(30)  # killed 1 s after its timeout
+    wait_for(lambda: state(stubborn) is JobState.FAILED)
+    long = t.sleep_for.enqueue(1.5)
+    short = [t.add.enqueue(i, i) for i in range(3)]
+    wait_for(lambda: state(long) is JobState.RUNNING)
+    time.sleep(0.5)
+    assert [state(r) for r in short] == [JobState.QUEUED] * 3  # not held behind the long one
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()

@@ -194,23 +194,30 @@ def _read_whole(engine: Engine, batch: Batch, gaps: dict[str, list[Event]]) -> N
 TOMBSTONE = 2**62  # the version of the transition row left where a deleted job was
 
 
-def _known(job_ids: list[str]) -> dict[str, tuple]:
-    """id -> (version, enqueued_at, last_attempted_at) of the rows that exist (raw SQL: the
-    mirror asks this for every batch)."""
-    q = connection.ops.quote_name
-    out: dict[str, tuple] = {}
+def _rows_in(query: str, ids: list[str], params: tuple = ()) -> list[tuple]:
+    """The rows of ``query`` (raw SQL ending in ``IN``, its other ``params`` first) for
+    ``ids``, asked 500 at a time. Raw SQL: the mirror asks such questions for every batch."""
+    rows: list[tuple] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(job_ids), 500):
-            chunk = job_ids[start : start + 500]
-            cursor.execute(
-                f"SELECT {q('id')}, {q('version')}, {q('enqueued_at')}, "  # noqa: S608
-                f"{q('last_attempted_at')} FROM {q(Job._meta.db_table)} "
-                f"WHERE {q('id')} IN ({', '.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-            for job_id, version, enqueued, started in cursor.fetchall():
-                out[job_id] = (version, _db_datetime(enqueued), _db_datetime(started))
-    return out
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(f"{query} ({', '.join(['%s'] * len(chunk))})", [*params, *chunk])
+            rows += cursor.fetchall()
+    return rows
+
+
+def _known(job_ids: list[str]) -> dict[str, tuple]:
+    """id -> (version, enqueued_at, last_attempted_at) of the rows that exist."""
+    q = connection.ops.quote_name
+    rows = _rows_in(
+        f"SELECT {q('id')}, {q('version')}, {q('enqueued_at')}, "  # noqa: S608
+        f"{q('last_attempted_at')} FROM {q(Job._meta.db_table)} WHERE {q('id')} IN",
+        job_ids,
+    )
+    return {
+        job_id: (version, _db_datetime(enqueued), _db_datetime(started))
+        for job_id, version, enqueued, started in rows
+    }
 
 
 def _db_datetime(value: Any) -> datetime | None:
@@ -232,17 +239,13 @@ def _skip_tombstoned(batch: Batch) -> None:
     if not new:
         return
     q = connection.ops.quote_name
-    dead: dict[str, Any] = {}
-    with connection.cursor() as cursor:  # raw SQL, as _known: asked for every batch
-        for start in range(0, len(new), 500):
-            chunk = new[start : start + 500]
-            cursor.execute(
-                f"SELECT {q('job_id')}, {q('at')} "  # noqa: S608
-                f"FROM {q(JobTransition._meta.db_table)} WHERE {q('version')} = %s "
-                f"AND {q('job_id')} IN ({', '.join(['%s'] * len(chunk))})",
-                [TOMBSTONE, *chunk],
-            )
-            dead.update((job_id, _db_datetime(at)) for job_id, at in cursor.fetchall())
+    rows = _rows_in(
+        f"SELECT {q('job_id')}, {q('at')} FROM {q(JobTransition._meta.db_table)} "  # noqa: S608
+        f"WHERE {q('version')} = %s AND {q('job_id')} IN",
+        new,
+        (TOMBSTONE,),
+    )
+    dead: dict[str, Any] = {job_id: _db_datetime(at) for job_id, at in rows}
     for job_id, at in dead.items():
         enqueued = batch.full[job_id].get("enqueued_at")
         if enqueued is None or enqueued <= at:

@@ -304,8 +304,9 @@ class Worker(Exchange, Upkeep):
             return
         claimed = job.claimed
         if "dur" in message:
-            self.working_time += float(message["dur"])
-            self._ran(float(message["dur"]))
+            ran = float(message["dur"])
+            self.working_time += ran
+            self._ran(ran)
         if message.get("skipped"):
             self.releases.append(job)
         elif message["ok"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -233,7 +234,7 @@ class Job:
             raise CorruptJob(f"Job {job_id!r} holds data that is not JSON: {exc}.") from exc
 
 
-def pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
+def pairs_to_dict(flat: Iterable[Any]) -> dict[Any, Any]:
     """Redis's flat ``[k1, v1, k2, v2, ...]`` reply as a dict."""
     it = iter(flat)
     return dict(zip(it, it, strict=True))

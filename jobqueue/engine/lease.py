@@ -133,7 +133,7 @@ class LeaseMixin(EngineBase):
             error: CorruptJob | None = None
             text: dict[str, str] | None = None
             try:
-                text = pairs_to_dict(list(map(bytes.decode, fields)))
+                text = pairs_to_dict(map(bytes.decode, fields))
                 job = Job.from_fields(queue, local_id, text) if parse else None
             except UnicodeDecodeError as exc:
                 error = CorruptJob(f"Job {queue}:{local_id} holds bytes that are not text: {exc}.")

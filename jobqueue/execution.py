@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
+from django.db.backends.signals import connection_created
+from django.utils import timezone
 
 from . import compat
 from .conf import get_engine, jobqueue_settings
@@ -56,6 +58,11 @@ class _Running:
     active = False
     timeout: float | None = None
     connections_checked = float("-inf")  # when close_old_connections() last ran (monotonic)
+    # Whether this process may hold a database connection: True until install_handlers()
+    # (a fresh child, whose parent closed every connection before the fork), then set again
+    # by Django's connection_created signal. Jobs that never touch the database skip the
+    # checks (about 8 µs a job).
+    database_used = True
 
 
 # Database connections are checked (``close_old_connections()``) before and after each job, as
@@ -75,9 +82,17 @@ def _on_cancel(signum: int, frame: Any) -> None:
 
 
 def install_handlers() -> None:
-    """Soft timeout (SIGALRM) and cancel (SIGUSR1) interrupt the running job's code."""
+    """Soft timeout (SIGALRM) and cancel (SIGUSR1) interrupt the running job's code; a
+    database connection opened by a job is noticed (for the checks around the next jobs).
+    Called once in a new child process, which holds no database connection yet."""
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGUSR1, _on_cancel)
+    connection_created.connect(_database_used, dispatch_uid="jobqueue.execution.database_used")
+    _Running.database_used = False
+
+
+def _database_used(sender: Any, **kwargs: Any) -> None:
+    _Running.database_used = True
 
 
 def class_path(exc: BaseException) -> str:
@@ -143,8 +158,6 @@ def _finish(task_result: Any, status: Any, value: Any = None) -> None:
 
 
 def _now() -> Any:
-    from django.utils import timezone
-
     return timezone.now()
 
 
@@ -238,11 +251,25 @@ def _run(
     backend: Any = None,
     before_call: Callable[[], None] | None = None,
 ) -> dict:
-    if time.monotonic() - _Running.connections_checked > RECHECK_AFTER:
+    if _Running.database_used and time.monotonic() - _Running.connections_checked > RECHECK_AFTER:
         close_old_connections()
     _Running.timeout = job.timeout
     with CapturedLogs(job.id):
         return _call(func, args, kwargs, job, started, task_result, backend, before_call)
+
+
+_coroutine_functions: dict[Any, bool] = {}  # a task's function -> is it a coroutine function
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    """inspect.iscoroutinefunction, remembered per function (it costs microseconds a job)."""
+    try:
+        return _coroutine_functions[func]
+    except KeyError:
+        found = _coroutine_functions[func] = inspect.iscoroutinefunction(func)
+        return found
+    except TypeError:  # not hashable
+        return inspect.iscoroutinefunction(func)
 
 
 def _call(
@@ -261,7 +288,7 @@ def _call(
         _Running.active = True
         if job.timeout:
             signal.setitimer(signal.ITIMER_REAL, job.timeout)
-        if inspect.iscoroutinefunction(func):
+        if _is_coroutine_function(func):
             value = asyncio.run(func(*args, **kwargs))
         else:
             value = func(*args, **kwargs)
@@ -282,6 +309,7 @@ def _call(
         return failure(job.id, class_path(exc), text, retry=retry, started=started)
     finally:
         _Running.active = False
-        close_old_connections()
-        _Running.connections_checked = time.monotonic()
+        if _Running.database_used:
+            close_old_connections()
+            _Running.connections_checked = time.monotonic()
     return {"id": job.id, "ok": True, "result": result.decode(), "dur": time.monotonic() - started}

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import ConnectionFailed, Engine
+from .engine import ConnectionFailed, Engine, codec
 from .engine.lease import Failure, Success
 from .mirror_process import MirrorProcess
 from .worker_duties import Duties
@@ -73,7 +73,7 @@ class Worker(Exchange, Upkeep):
         self.maybe_ready = True
         self.next_claim = 0.0  # not before (backoff after a Redis error)
         self.next_due: float | None = None  # monotonic time the next scheduled job is due
-        self.next_renew = self.next_reap = 0.0
+        self.next_renew = self.next_reap = self.next_fence = 0.0
         self.signals = 0
         self.stopping_since: float | None = None
         self.pending_since: float | None = None  # when the oldest unrecorded outcome came
@@ -292,8 +292,6 @@ class Worker(Exchange, Upkeep):
             self._outcome(child, message)
 
     def _outcome(self, child: Child, data: bytes) -> None:
-        from .engine import codec
-
         message = codec.loads(data)
         if "took" in message:
             self._took(child, message)

@@ -26,6 +26,7 @@ class Upkeep:
     renew_every: float
     reap_every: float
     fence_margin: float
+    next_fence: float  # when to look for leases about to end unrenewed again
     next_renew: float
     next_reap: float
     signals: int
@@ -51,7 +52,9 @@ class Upkeep:
             self.next_reap = now + self.reap_every
             self._reap()
         self._enforce_timeouts()
-        self._self_fence()
+        if now >= self.next_fence:  # every loop would scan every job held, per job done
+            self.next_fence = now + self.fence_margin / 4
+            self._self_fence()
 
     def _renew(self) -> None:
         by_queue: dict[str, list[InFlight]] = {}

@@ -101,6 +101,17 @@ def frozen_objects() -> int:
     return gc.get_freeze_count()
 
 
+@task
+def database_connection_open() -> bool:
+    """Whether the job found its process's database connection open; then it uses it."""
+    from django.db import connection
+
+    was_open = connection.connection is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return was_open
+
+
 def _on_started(sender, task_result, **kwargs):
     if task_result.task.module_path.startswith("tests.sample_tasks"):
         record("signals", f"started {task_result.id} {task_result.status} {os.getpid()}")

@@ -83,6 +83,18 @@ def test_children_start_with_what_the_parent_loaded_frozen(run_worker):
     assert t.frozen_objects.get_result(result.id).return_value > 10_000
 
 
+def test_a_jobs_database_connection_is_checked_after_it_as_after_a_request(run_worker, settings):
+    # A child skips the checks while no job has opened a connection; once one has, the
+    # connection is closed after each job unless CONN_MAX_AGE keeps it, as Django's request
+    # cycle does.
+    first, second = t.database_connection_open.enqueue(), t.database_connection_open.enqueue()
+    run = run_worker("--burst", "-c", "1")
+    assert run.returncode == 0, run.stderr
+    kept = bool(settings.DATABASES["default"].get("CONN_MAX_AGE", 0))
+    assert t.database_connection_open.get_result(first.id).return_value is False
+    assert t.database_connection_open.get_result(second.id).return_value is kept
+
+
 def test_a_job_naming_an_unregistered_task_fails_and_is_never_imported(run_worker, keyspace):
     engine = get_engine()
     engine.registry.register("tests.not_in_the_worker.run", lambda: None)  # known here only

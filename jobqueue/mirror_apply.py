@@ -42,7 +42,7 @@ CHUNK = 400
 __all__ = ["Batch", "Event", "build", "parse_event", "row_from_job", "to_datetime", "write"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     entry_id: str
     queue: str
@@ -51,10 +51,10 @@ class Event:
     version: int
     at_ms: int
     changes: dict[str, str]
+    job_id: str = field(init=False)  # "<queue>:<local id>", made once
 
-    @property
-    def job_id(self) -> str:
-        return f"{self.queue}:{self.local_id}"
+    def __post_init__(self) -> None:
+        self.job_id = f"{self.queue}:{self.local_id}"
 
 
 def parse_event(
@@ -107,10 +107,10 @@ def build(engine: Engine, events: list[Event]) -> Batch:
     batch = Batch()
     by_job: dict[str, list[Event]] = defaultdict(list)
     deleting: set[str] = set()  # jobs with a 'deleted' event in this batch (rare)
+    touched = batch.queues_touched
     for event in events:
-        batch.queues_touched[event.queue] = max(
-            batch.queues_touched.get(event.queue, 0), event.at_ms
-        )
+        if event.at_ms > touched.get(event.queue, 0):
+            touched[event.queue] = event.at_ms
         if event.local_id:
             by_job[event.job_id].append(event)
             if event.state == "deleted":
@@ -156,7 +156,7 @@ def build(engine: Engine, events: list[Event]) -> Batch:
             gaps[job_id] = fresh if current else []
         if current or job_id in batch.full or fresh:
             batch.transitions += [
-                (job_id, e.version, e.state, to_datetime(e.at_ms) or timezone.now(), e.changes)
+                (job_id, e.version, e.state, ms_datetime(e.at_ms), e.changes)
                 for e in job_events
                 if e.version > 0
             ]
@@ -260,14 +260,14 @@ def _count(
 ) -> None:
     """Per-minute statistics: starts (with their wait) and ends (with their run time). The
     minute is kept as milliseconds until the batch is written (one conversion per minute)."""
-    at_ms = event.at_ms
-    stat = batch.stats[(event.queue, at_ms - at_ms % 60_000)]
-    state = event.state
+    at_ms, state = event.at_ms, event.state
     if state == "running":
         if "att" in event.changes and enqueued:
+            stat = batch.stats[(event.queue, at_ms - at_ms % 60_000)]
             stat[4] += 1
             stat[2] += max(int((ms_datetime(at_ms) - enqueued).total_seconds() * 1000), 0)
     elif state == "succeeded" or state == "failed":
+        stat = batch.stats[(event.queue, at_ms - at_ms % 60_000)]
         stat[0 if state == "succeeded" else 1] += 1
         if started:
             stat[3] += max(int((ms_datetime(at_ms) - started).total_seconds() * 1000), 0)

@@ -16,9 +16,9 @@ from .worker_pool import Child, InFlight, Pool
 from .worker_wake import IdleRegistration
 
 logger = logging.getLogger("jobqueue.worker")
-FLUSH_DELAY = 0.002  # seconds an outcome may wait for others to share its round trip
+FLUSH_DELAY = 0.004  # seconds an outcome may wait for others to share its round trip
 AWAIT_TOOK = 10.0  # seconds a child whose registration was taken counts as busy, unheard from
-PREFETCH_WINDOW = 0.02  # seconds of work a child holds, judged by the recent jobs' run times
+PREFETCH_WINDOW = 0.04  # seconds of work a child holds, judged by the recent jobs' run times
 PREFETCH_START = 8  # jobs a child may hold before any run time is known (at most --prefetch)
 RUN_TIME_WEIGHT = 0.2  # weight of each finished job in the running average of run times
 

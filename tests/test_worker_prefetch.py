@@ -1,4 +1,4 @@
-"""How many jobs a worker's child holds: about 20 ms of work by the recent run times, at most
+"""How many jobs a worker's child holds: about 40 ms of work by the recent run times, at most
 --prefetch. Short jobs come in large batches; a long job has none waiting behind it."""
 
 import signal

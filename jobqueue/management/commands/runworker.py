@@ -102,7 +102,7 @@ class Command(BaseCommand):
             "--prefetch",
             default="32",
             help="Most jobs each child holds: the running one and those waiting behind it. "
-            "A child holds about 20 ms of work by the recent jobs' run times, so long jobs "
+            "A child holds about 40 ms of work by the recent jobs' run times, so long jobs "
             "have none waiting behind them (default 32; 1: never more than the running one).",
         )
         parser.add_argument(

@@ -208,3 +208,18 @@ def test_a_repeated_call_returns_the_stored_job_not_its_draft(engine):
     again = engine._enqueue_one(item, draft=drafts.append)
     assert again == engine.get(first.id) and again is not drafts[-1]
     assert engine.counts("default")[JobState.QUEUED] == 1
+
+
+def test_a_bulk_enqueue_leaves_one_wake_token_per_ready_job_up_to_the_cap(engine):
+    # One token per job a blocked worker may claim; at most the cap (a worker takes one
+    # token per wake and then claims in batches), and none for a job that waits its turn.
+    qk = engine.qkeys("default")
+    cap = engine.config.wake_cap
+    engine.enqueue_many([JobSpec("tests.noop") for _ in range(3)])
+    assert engine.client.llen(qk.wake) == 3
+    later = datetime.now(UTC) + timedelta(hours=1)
+    engine.enqueue_many([JobSpec("tests.noop", run_after=later) for _ in range(5)])
+    assert engine.client.llen(qk.wake) == 3
+    engine.enqueue_many([JobSpec("tests.noop") for _ in range(cap + 50)])
+    assert engine.client.llen(qk.wake) == cap
+    assert engine.client.lrange(qk.wake, 0, -1) == [b"1"] * cap

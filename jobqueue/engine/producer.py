@@ -137,19 +137,20 @@ class ProducerMixin(EngineBase):
 
         def created(call: int, reply: Any) -> None:
             """The jobs a chunk created and not built yet (built while Redis runs the next
-            chunks, or afterwards for replies not seen then)."""
+            chunks, or afterwards for replies not seen then). A created job's reply is its
+            state; one that was not created is a list (status, the id there, its state)."""
             now_ms = int(reply[0])
-            for index, (status, _, state) in zip(chunks[call][1], reply[1:], strict=True):
-                if jobs[index] is None and decode(status) == "new":
+            for index, state in zip(chunks[call][1], reply[1:], strict=True):
+                if jobs[index] is None and not isinstance(state, list):
                     job_state = REPLY_STATES.get(state) or JobState(decode(state))
                     jobs[index] = self._new_job(prepared[index], now_ms, job_state)
 
         replies = self.run_batch(calls, on_reply=created)
         for call, ((queue, chunk), reply) in enumerate(zip(chunks, replies, strict=True)):
             created(call, reply)
-            for index, (_, local_id, _) in zip(chunk, reply[1:], strict=True):
+            for index, state in zip(chunk, reply[1:], strict=True):
                 if jobs[index] is None:  # already there (same id, or a unique key held)
-                    jobs[index] = self.get(make_job_id(queue, decode(local_id)))
+                    jobs[index] = self.get(make_job_id(queue, decode(state[1])))
         return [job for job in jobs if job is not None]
 
     def _enqueue_one(self, item: _Prepared, draft: Callable[[Job], None] | None = None) -> Job:

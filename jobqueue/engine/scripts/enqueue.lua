@@ -10,9 +10,9 @@
 -- ARGV[5]  number of jobs, then for each job:
 --          local id, run-at ms (0 = now), priority, unique key ('' = none),
 --          number of extra fields n, then n name/value pairs (task, args, kwargs, max, ...)
--- Returns  {now_ms, {status, local id, state}...} where status is
---          'new' (created), 'exists' (same id already there) or 'dup' (unique key held by
---          the returned id)
+-- Returns  {now_ms, ...} and, per job, the state of a job created ('queued' or 'scheduled',
+--          a string), or {'exists', local id, its state} when the same id was already there,
+--          or {'dup', holder's local id, ''} when its unique key is held by a live job
 local meta, ready, scheduled, events, wake, uniques =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local err = preflight(ARGV[1], 6)
@@ -63,12 +63,14 @@ for i = 1, count do
     fields[#fields + 1] = 'enq'; fields[#fields + 1] = now
     redis.call('HSET', jkey, 'state', state, 'v', 1, unpack(fields))
     emit(events, maxlen, queue, lid, state, 1, now, fields)
-    out[#out + 1] = {'new', lid, state}
+    out[#out + 1] = state  -- the common case kept short: the reply is read per job
   end
 end
 if woken > 0 then
   redis.call('ZADD', ready, unpack(ready_pairs))
-  for _ = 1, math.min(woken, wake_cap) do redis.call('LPUSH', wake, '1') end
+  local tokens = {}
+  for t = 1, math.min(woken, wake_cap) do tokens[t] = '1' end
+  redis.call('LPUSH', wake, unpack(tokens))
   redis.call('LTRIM', wake, 0, wake_cap - 1)
 end
 return out

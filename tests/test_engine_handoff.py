@@ -70,6 +70,21 @@ def test_one_job_per_registration_then_the_ready_set(engine):
     assert engine.get(second.id).state is JobState.QUEUED
 
 
+def test_a_new_job_never_jumps_the_jobs_already_waiting(engine):
+    # A child may register after jobs were queued and before its parent claimed them: the
+    # next enqueue must not hand it a newer job ahead of those (order and priority hold).
+    older = engine.enqueue("tests.noop")
+    register(engine, "w1")
+    newer = engine.enqueue("tests.noop")
+    assert engine.get(newer.id).state is JobState.QUEUED
+    assert engine.client.llen(engine.qkeys("default").inbox("w1")) == 0
+    assert engine.client.zcard(engine.qkeys("default").idle) == 1  # still registered
+    claimed = engine.claim("default", "w2", count=2).jobs
+    assert [c.job_id for c in claimed] == [older.id, newer.id]
+    register(engine, "w1")  # the ready set is empty again: the next job is handed over
+    assert engine.get(engine.enqueue("tests.noop").id).state is JobState.RUNNING
+
+
 def test_unregistering_hands_over_what_the_inbox_holds(engine):
     register(engine, "w1")
     job = engine.enqueue("tests.noop")
@@ -89,6 +104,7 @@ def test_a_lapsed_registration_or_a_paused_queue_gets_no_job(engine):
     engine.pause("default")
     assert engine.get(engine.enqueue("tests.noop").id).state is JobState.QUEUED
     engine.resume("default")
+    assert len(engine.claim("default", "w3", count=5).jobs) == 2  # the two that waited
     assert engine.get(engine.enqueue("tests.noop").id).state is JobState.RUNNING
 
 

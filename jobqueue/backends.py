@@ -32,7 +32,16 @@ from django.utils import timezone
 from . import compat
 from .compat import InvalidTask, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
 from .conf import get_engine
-from .engine import CorruptJob, InvalidJob, Job, JobNotFound, JobSpec, JobState, default_registry
+from .engine import (
+    CorruptJob,
+    InvalidJob,
+    Job,
+    JobNotFound,
+    JobSpec,
+    JobState,
+    PlainEnqueue,
+    default_registry,
+)
 from .engine.job import QUEUE_NAME_RE, make_job_id, new_local_id
 
 # The one mapping of jobqueue's states onto Django's statuses.
@@ -132,6 +141,7 @@ class JobqueueTask(compat.Task):  # type: ignore[misc,type-arg]
 
 
 _backends: dict[str, Any] = {}  # alias -> its RedisBackend, see JobqueueTask.get_backend
+_UNSEEN: Any = object()  # a task RedisBackend has not validated yet
 
 
 @receiver(setting_changed)
@@ -153,8 +163,10 @@ class RedisBackend(compat.BaseTaskBackend):
         super().__init__(alias, params)
         self.queue_order: list[str] = list(params.get("QUEUES", ["default"]))
         # Tasks are immutable and validated when created; this backend instance (rebuilt
-        # when settings.TASKS changes) validates each one again once, not on every enqueue.
-        self._validated: set[Any] = set()
+        # when settings.TASKS changes) validates each one again once, not on every enqueue,
+        # and keeps what enqueues its plain jobs (fresh id, no unique key, ready now, not
+        # waiting for a commit) with the options checked: None for a task whose are not.
+        self._plans: dict[Any, PlainEnqueue | None] = {}
 
     # -- validation and checks ----------------------------------------------------------
 
@@ -231,18 +243,17 @@ class RedisBackend(compat.BaseTaskBackend):
         )
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        try:
-            known = task in self._validated
-        except TypeError:  # an option that cannot be hashed: validate every time
-            known = False
-        if not known:
-            self.validate_task(task)
-            if len(self._validated) < 10000:
-                try:
-                    self._validated.add(task)
-                except TypeError:
-                    pass
         engine = get_engine()
+        try:
+            plan = self._plans.get(task, _UNSEEN)
+        except TypeError:  # an option that cannot be hashed: validate every time
+            plan = _UNSEEN
+        if plan is _UNSEEN or (plan is not None and plan.engine is not engine):
+            plan = self._plan(task, engine, validate=plan is _UNSEEN)
+        if plan is not None:  # the common case, kept short
+            return self._enqueued(
+                task, lambda draft: engine.enqueue_plain(plan, args, kwargs, draft)
+            )
         if self.option(task, "enqueue_on_commit"):
             spec = self.spec(task, args, kwargs, make_job_id(task.queue_name, new_local_id()))
             engine.validate(spec)  # bad input fails now, not at commit
@@ -250,13 +261,36 @@ class RedisBackend(compat.BaseTaskBackend):
             return self._pending_result(task, spec)
         return self._enqueue_spec(task, self.spec(task, args, kwargs))
 
+    def _plan(self, task: Any, engine: Any, validate: bool) -> PlainEnqueue | None:
+        """The task's plain enqueue, or None when its jobs are not plain; validated (raises
+        InvalidTask or InvalidJob) and kept unless ``validate`` is false (seen before)."""
+        if validate:
+            self.validate_task(task)
+        plan = None
+        if (
+            task.run_after is None
+            and task.unique_key is None
+            and not self.option(task, "enqueue_on_commit")
+        ):
+            plan = engine.plain_enqueue(self.spec(task, (), {}))
+        if len(self._plans) < 10000:
+            try:
+                self._plans[task] = plan
+            except TypeError:
+                pass
+        return plan
+
     def _enqueue_spec(self, task: Any, spec: JobSpec) -> Any:
+        return self._enqueued(task, lambda draft: get_engine().enqueue_many([spec], draft)[0])
+
+    def _enqueued(self, task: Any, enqueue: Callable[[Callable[[Job], None]], Job]) -> Any:
+        """``enqueue(draft)``'s job as a TaskResult, announced with ``task_enqueued``."""
         drafted: list[tuple[Job, Any]] = []
 
         def draft(job: Job) -> None:  # built while Redis creates the job
             drafted.append((job, self.to_result(job, task)))
 
-        job = get_engine().enqueue_many([spec], draft=draft)[0]
+        job = enqueue(draft)
         if drafted and drafted[-1][0] is job:
             result = drafted[-1][1]
             object.__setattr__(result, "enqueued_at", job.enqueued_at)  # known from the reply

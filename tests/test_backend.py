@@ -255,6 +255,26 @@ def test_arguments_that_are_not_json_are_refused_and_nothing_written(keyspace):
     assert [k for k in keyspace.keys() if b":j:" in k] == []
 
 
+def test_each_enqueue_goes_to_the_engine_of_the_settings_of_the_moment(settings, keyspace):
+    # A task's options are checked once per backend; the engine may change under it.
+    from jobqueue.conf import get_engine
+    from tests.conftest import KeySpace, new_prefix
+
+    first = t.add.enqueue(1, 2)
+    other = KeySpace(keyspace.url, new_prefix())
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "PREFIX": other.prefix}
+    try:
+        second = t.add.enqueue(3, 4)
+        assert get_engine().get(second.id).args == [3, 4]
+        assert [k for k in other.keys() if k.endswith(second.id.split(":")[1].encode())]
+    finally:
+        other.cleanup()
+        other.close()
+    settings.JOBQUEUE = {**settings.JOBQUEUE, "PREFIX": keyspace.prefix}
+    assert get_engine().get(first.id).args == [1, 2]
+    assert t.add.enqueue(5, 6).status == TaskResultStatus.READY
+
+
 def test_using_refuses_unknown_options():
     with pytest.raises(TypeError, match="unknown option"):
         t.add.using(retries=3)

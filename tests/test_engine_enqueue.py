@@ -201,11 +201,58 @@ def test_a_draft_that_raises_changes_nothing(engine):
     assert job.enqueued_at == engine.get(job.id).enqueued_at is not None
 
 
+def test_a_plain_enqueue_writes_what_enqueue_writes(engine):
+    # The options are checked once (plain_enqueue); each call only checks its arguments.
+    options = dict(queue="emails", priority=7, max_attempts=3, timeout=2.5, result_ttl=60)
+    plan = engine.plain_enqueue(JobSpec("tests.add", **options))
+    planned = engine.enqueue_plain(plan, (1,), {"b": 2})
+    usual = engine.enqueue("tests.add", [1], {"b": 2}, **options)
+    assert planned.id.startswith("emails:") and planned.id != usual.id
+    for field in ("state", "args", "kwargs", "priority", "max_attempts", "timeout", "result_ttl"):
+        assert getattr(planned, field) == getattr(usual, field)
+        assert getattr(engine.get(planned.id), field) == getattr(engine.get(usual.id), field)
+    assert planned.enqueued_at == engine.get(planned.id).enqueued_at is not None
+
+    def stored(job):
+        fields = engine.client.hgetall(engine.qkeys("emails").job(job.id.split(":")[1]))
+        return {k: v for k, v in fields.items() if k != b"enq"}
+
+    assert stored(planned) == stored(usual)
+    claimed = engine.claim("emails", "w1", count=2).jobs
+    assert [c.job_id for c in claimed] == [planned.id, usual.id]
+
+
+def test_a_plain_enqueue_refuses_what_is_not_plain_and_bad_arguments(engine, keyspace):
+    later = datetime.now(UTC) + timedelta(hours=1)
+    for spec in (
+        JobSpec("tests.add", [1, 2]),
+        JobSpec("tests.add", unique_key="u"),
+        JobSpec("tests.add", run_after=later),
+        JobSpec("tests.add", idempotency_id="i"),
+    ):
+        with pytest.raises(InvalidJob, match="plain_enqueue"):
+            engine.plain_enqueue(spec)
+    with pytest.raises(InvalidJob, match="max_attempts"):
+        engine.plain_enqueue(JobSpec("tests.add", max_attempts=0))
+    with pytest.raises(UnknownTask):
+        engine.plain_enqueue(JobSpec("tests.nope"))
+    plan = engine.plain_enqueue(JobSpec("tests.add"))
+    with pytest.raises(InvalidJob, match="args"):
+        engine.enqueue_plain(plan, {1, 2})
+    with pytest.raises(InvalidJob, match="not JSON"):
+        engine.enqueue_plain(plan, (object(),))
+    with pytest.raises(InvalidJob, match="limit"):
+        engine.enqueue_plain(plan, ("x" * (engine.config.max_payload_bytes + 1),))
+    assert keyspace.keys() == []
+
+
 def test_a_repeated_call_returns_the_stored_job_not_its_draft(engine):
-    item = engine._prepare(JobSpec("tests.add", [1, 2]))  # one id, sent twice (a lost reply)
-    first = engine._enqueue_one(item)
+    spec = JobSpec("tests.add", [1, 2])
+    item = engine._prepare(spec)  # one id, sent twice (a lost reply)
+    plan = engine._plan(spec, item.fields)
+    first = engine._enqueue_one(plan, item)
     drafts = []
-    again = engine._enqueue_one(item, draft=drafts.append)
+    again = engine._enqueue_one(plan, item, draft=drafts.append)
     assert again == engine.get(first.id) and again is not drafts[-1]
     assert engine.counts("default")[JobState.QUEUED] == 1
 

@@ -36,7 +36,7 @@ from .job import (
     split_job_id,
 )
 from .lease import ClaimBatch, Claimed, Renewal
-from .producer import JobSpec
+from .producer import JobSpec, PlainEnqueue
 from .reads import QueueInfo
 from .registry import TaskRegistry, default_registry
 from .workers import WorkerInfo
@@ -64,6 +64,7 @@ __all__ = [
     "JobTimeout",
     "JobqueueError",
     "LeaseLost",
+    "PlainEnqueue",
     "QueueInfo",
     "Renewal",
     "TaskRegistry",

@@ -59,6 +59,22 @@ class _Prepared:
     kwargs: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class PlainEnqueue:
+    """One kind of plain job (fresh id, no unique key, ready now) with its options checked and
+    enqueue_one.lua's input built once, by ``Engine.plain_enqueue``: each
+    ``Engine.enqueue_plain`` call only checks and encodes the arguments."""
+
+    engine: Any  # the engine that made it (its keys, its configuration)
+    spec: JobSpec  # without arguments
+    keys: tuple[str, ...]  # the script's KEYS but the job hash
+    job_prefix: str  # the job hash's key, less the local id
+    head: tuple[Any, ...]  # its ARGV after the epoch, before the local id
+    tail: tuple[Any, ...]  # its ARGV after the local id, before the job's fields
+    task: tuple[str, str]  # the job's first fields: "task", its name
+    options: tuple[Any, ...]  # the job's fields after the arguments'
+
+
 def _plain(spec: JobSpec) -> bool:
     """A job enqueue_one.lua can create: fresh id, no unique key, ready now."""
     return (
@@ -105,6 +121,44 @@ class ProducerMixin(EngineBase):
         """
         return self.enqueue_many([JobSpec(task, args, kwargs or {}, **options)])[0]
 
+    def plain_enqueue(self, spec: JobSpec) -> PlainEnqueue:
+        """Check a plain spec's options once (raises InvalidJob or UnknownTask) for
+        :meth:`enqueue_plain`. The spec has no arguments, ``job_id``, ``idempotency_id``,
+        ``unique_key`` nor ``run_after``."""
+        if not _plain(spec) or spec.args or spec.kwargs:
+            raise InvalidJob(
+                "plain_enqueue() takes a spec without args, kwargs, job_id, idempotency_id, "
+                f"unique_key or run_after; use enqueue_many() for {spec!r}."
+            )
+        return self._plan(spec, self._prepare(spec).fields)
+
+    def _plan(self, spec: JobSpec, fields: list[Any]) -> PlainEnqueue:
+        qk, priority = self.qkeys(spec.queue), int(spec.priority)
+        return PlainEnqueue(
+            self,
+            spec,
+            (qk.meta, qk.ready, qk.events, qk.wake, qk.idle, qk.leases),
+            qk.job_prefix,
+            (spec.queue, self.config.events_maxlen, self.config.wake_cap),
+            (priority, qk.inbox_prefix, self.config.lease_ms),
+            (fields[0], fields[1]),
+            (*fields[2:], "prio", priority) if priority else tuple(fields[2:]),
+        )
+
+    def enqueue_plain(
+        self,
+        plan: PlainEnqueue,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        draft: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """``enqueue_many([spec], draft)[0]`` for the plan's spec with these arguments, its
+        options not checked again: the common ``.enqueue()``, kept short."""
+        args, kwargs, fields = self._arguments(args, {} if kwargs is None else kwargs)
+        fields = [*plan.task, *fields, *plan.options]
+        item = _Prepared(plan.spec, new_local_id(), 0, fields, args, kwargs)
+        return self._enqueue_one(plan, item, draft)
+
     def enqueue_many(
         self, specs: Iterable[JobSpec], draft: Callable[[Job], None] | None = None
     ) -> list[Job]:
@@ -121,7 +175,11 @@ class ProducerMixin(EngineBase):
         if not prepared:
             return []
         if len(prepared) == 1 and _plain(prepared[0].spec):
-            return [self._enqueue_one(prepared[0], draft)]
+            item = prepared[0]
+            plan = self._plan(item.spec, item.fields)
+            if item.spec.priority:
+                item.fields += ["prio", int(item.spec.priority)]
+            return [self._enqueue_one(plan, item, draft)]
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):
             by_queue.setdefault(item.spec.queue, []).append(index)
@@ -153,25 +211,15 @@ class ProducerMixin(EngineBase):
                     jobs[index] = self.get(make_job_id(queue, decode(state[1])))
         return [job for job in jobs if job is not None]
 
-    def _enqueue_one(self, item: _Prepared, draft: Callable[[Job], None] | None = None) -> Job:
+    def _enqueue_one(
+        self, plan: PlainEnqueue, item: _Prepared, draft: Callable[[Job], None] | None = None
+    ) -> Job:
         """The common case in one lean script (enqueue_one.lua): fresh id, no unique key,
         ready now. The job (and the caller's ``draft``) is built while Redis runs the script:
         on a virtual machine the reply takes longer to come than both take to build."""
-        spec, qk = item.spec, self.qkeys(item.spec.queue)
-        fields = item.fields
-        if spec.priority:
-            fields = [*fields, "prio", int(spec.priority)]
-        keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.idle, qk.leases, qk.job(item.local_id)]
-        args = [
-            spec.queue,
-            self.config.events_maxlen,
-            self.config.wake_cap,
-            item.local_id,
-            int(spec.priority),
-            qk.inbox_prefix,
-            self.config.lease_ms,
-            *fields,
-        ]
+        spec = item.spec
+        keys = [*plan.keys, plan.job_prefix + item.local_id]
+        args = [*plan.head, item.local_id, *plan.tail, *item.fields]
         spin = self.config.enqueue_spin_us / 1e6
         drafts: list[Job] = []
 
@@ -203,10 +251,6 @@ class ProducerMixin(EngineBase):
         queue = validate_queue_name(spec.queue)
         _check_int("priority", spec.priority, MIN_PRIORITY, MAX_PRIORITY)
         max_attempts = _check_int("max_attempts", spec.max_attempts, 1, 1000)
-        if not isinstance(spec.args, list | tuple):
-            raise InvalidJob(f"args must be a list or tuple, not {type(spec.args).__name__}.")
-        if not isinstance(spec.kwargs, Mapping):
-            raise InvalidJob(f"kwargs must be a dict, not {type(spec.kwargs).__name__}.")
         run_at_ms = 0
         if spec.run_after is not None:
             if not isinstance(spec.run_after, datetime):
@@ -217,22 +261,8 @@ class ProducerMixin(EngineBase):
                     "(for example django.utils.timezone.now() + timedelta(...))."
                 )
             run_at_ms = datetime_to_ms(spec.run_after)
-        fields: list[Any] = ["task", spec.task]
-        args, kwargs = list(spec.args), dict(spec.kwargs)
-        size = 0
-        if args:
-            encoded = codec.dumps(args, what="args")
-            size += len(encoded)
-            fields += ["args", encoded]
-        if kwargs:
-            encoded = codec.dumps(kwargs, what="kwargs")
-            size += len(encoded)
-            fields += ["kwargs", encoded]
-        if size > self.config.max_payload_bytes:
-            raise InvalidJob(
-                f"The job's arguments take {size} bytes, more than the limit of "
-                f"{self.config.max_payload_bytes}; pass a reference (an id, a path) instead."
-            )
+        args, kwargs, fields = self._arguments(spec.args, spec.kwargs)
+        fields[:0] = ["task", spec.task]
         if max_attempts != 1:
             fields += ["max", max_attempts]
         if spec.timeout is not None:
@@ -260,6 +290,30 @@ class ProducerMixin(EngineBase):
         else:
             local_id = new_local_id()
         return _Prepared(spec, local_id, run_at_ms, fields, args, kwargs)
+
+    def _arguments(self, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], list[Any]]:
+        """``(args, kwargs, their job fields)``: checked, copied and encoded."""
+        if not isinstance(args, list | tuple):
+            raise InvalidJob(f"args must be a list or tuple, not {type(args).__name__}.")
+        if not isinstance(kwargs, Mapping):
+            raise InvalidJob(f"kwargs must be a dict, not {type(kwargs).__name__}.")
+        args, kwargs = list(args), dict(kwargs)
+        fields: list[Any] = []
+        size = 0
+        if args:
+            encoded = codec.dumps(args, what="args")
+            size += len(encoded)
+            fields += ["args", encoded]
+        if kwargs:
+            encoded = codec.dumps(kwargs, what="kwargs")
+            size += len(encoded)
+            fields += ["kwargs", encoded]
+        if size > self.config.max_payload_bytes:
+            raise InvalidJob(
+                f"The job's arguments take {size} bytes, more than the limit of "
+                f"{self.config.max_payload_bytes}; pass a reference (an id, a path) instead."
+            )
+        return args, kwargs, fields
 
     def _script_input(self, queue: str, items: list[_Prepared]) -> tuple[list, list]:
         qk = self.qkeys(queue)

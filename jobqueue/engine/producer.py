@@ -66,7 +66,7 @@ class PlainEnqueue:
     ``Engine.enqueue_plain`` call only checks and encodes the arguments."""
 
     engine: Any  # the engine that made it (its keys, its configuration)
-    spec: JobSpec  # without arguments
+    spec: JobSpec  # what it was made from (without arguments, from plain_enqueue)
     keys: tuple[str, ...]  # the script's KEYS but the job hash
     job_prefix: str  # the job hash's key, less the local id
     head: tuple[Any, ...]  # its ARGV after the epoch, before the local id

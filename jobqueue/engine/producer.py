@@ -72,7 +72,7 @@ class PlainEnqueue:
     head: tuple[Any, ...]  # its ARGV after the epoch, before the local id
     tail: tuple[Any, ...]  # its ARGV after the local id, before the job's fields
     task: tuple[str, str]  # the job's first fields: "task", its name
-    options: tuple[Any, ...]  # the job's fields after the arguments'
+    options: tuple[Any, ...]  # the job's fields after those two (and "prio" when not 0)
 
 
 def _plain(spec: JobSpec) -> bool:
@@ -177,8 +177,7 @@ class ProducerMixin(EngineBase):
         if len(prepared) == 1 and _plain(prepared[0].spec):
             item = prepared[0]
             plan = self._plan(item.spec, item.fields)
-            if item.spec.priority:
-                item.fields += ["prio", int(item.spec.priority)]
+            item.fields = [*plan.task, *plan.options]  # with "prio"
             return [self._enqueue_one(plan, item, draft)]
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):

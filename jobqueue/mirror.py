@@ -10,11 +10,13 @@ worker; ``--no-mirror`` or ``JOBQUEUE["MIRROR"] = False`` turns it off) or alone
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -104,7 +106,12 @@ class Mirror:
             self._take_over(streams)
         pending = self.recovering
         start = "0" if pending else ">"
-        replies = self._read({key: start for key in streams}, block and not pending)
+        with _collector_paused():
+            replies = self._read({key: start for key in streams}, block and not pending)
+            return self._apply(streams, replies, pending)
+
+    def _apply(self, streams: dict[str, str], replies: list, pending: bool) -> int:
+        """Apply the events read, then acknowledge them; how many were applied."""
         events: list[Event] = []
         acks: dict[str, list[Any]] = {}
         text = not self.engine.cluster  # _read decoded the reply (Cluster's comes as bytes)
@@ -258,6 +265,22 @@ class Mirror:
                     },
                 )
             Schedule.objects.exclude(name__in=list(schedules)).delete()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a batch is applied: a batch makes tens of
+    thousands of short-lived objects (no cycles: reference counting frees them), which would
+    set off a collection every few hundred allocations. Measured with ``bench/mirror_cost.py``:
+    about a tenth of the mirror's CPU per job."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def relax_sqlite_durability() -> None:

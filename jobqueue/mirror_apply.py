@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
@@ -91,7 +92,8 @@ def _text(value: Any) -> str:
 class Batch:
     """What one batch of events does to the database."""
 
-    full: dict[str, dict[str, Any]] = field(default_factory=dict)  # whole rows to upsert
+    full: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows to upsert (a column
+    # left out is written as its default)
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # known rows: new values
     deleted: set[str] = field(default_factory=set)
     restarted: set[str] = field(default_factory=set)  # ids reused by a new job: old timeline out
@@ -117,9 +119,11 @@ def build(engine: Engine, events: list[Event]) -> Batch:
                 deleting.add(event.job_id)
     known = _known(list(by_job))
     gaps: dict[str, list[Event]] = {}
+    transitions = batch.transitions
     for job_id, job_events in by_job.items():
-        job_events.sort(key=lambda e: e.version)
-        current, enqueued, started = known.get(job_id, (0, None, None))
+        if len(job_events) > 1:
+            job_events.sort(key=_version)
+        current, enqueued, started = known.get(job_id, _UNKNOWN)
         if job_id in deleting and any(
             e.state == "deleted" and (e.version > current or e.version == 0) for e in job_events
         ):
@@ -129,7 +133,7 @@ def build(engine: Engine, events: list[Event]) -> Batch:
             batch.restarted.add(job_id)
             current, enqueued, started = 0, None, None
         fresh = [e for e in job_events if e.version > current]
-        if fresh and all(e.version == current + i + 1 for i, e in enumerate(fresh)):
+        if fresh and _follows(fresh, current):
             values: dict[str, Any] = {}
             for event in fresh:
                 changes_to_columns(event.changes, values)
@@ -145,24 +149,35 @@ def build(engine: Engine, events: list[Event]) -> Batch:
             if current:
                 batch.changed[job_id] = values
             else:
-                batch.full[job_id] = {
-                    **DEFAULTS,
-                    "id": job_id,
-                    "queue": fresh[0].queue,
-                    "arguments_text": arguments_text([], {}),
-                    **values,
-                }
+                # Only what differs from the defaults: the upsert fills in the rest.
+                values["id"], values["queue"] = job_id, fresh[0].queue
+                values.setdefault("arguments_text", NO_ARGUMENTS)
+                batch.full[job_id] = values
         elif fresh:
             gaps[job_id] = fresh if current else []
         if current or job_id in batch.full or fresh:
-            batch.transitions += [
-                (job_id, e.version, e.state, ms_datetime(e.at_ms), e.changes)
-                for e in job_events
-                if e.version > 0
-            ]
+            for e in job_events:
+                if e.version > 0:
+                    transitions.append(
+                        (job_id, e.version, e.state, ms_datetime(e.at_ms), e.changes)
+                    )
     _read_whole(engine, batch, gaps)
     _skip_tombstoned(batch)
     return batch
+
+
+_UNKNOWN = (0, None, None)  # (version, enqueued_at, last_attempted_at) of a job with no row
+NO_ARGUMENTS = arguments_text([], {})
+_version = attrgetter("version")
+
+
+def _follows(fresh: list[Event], current: int) -> bool:
+    """Whether the events' versions go on from ``current`` one by one."""
+    for event in fresh:
+        current += 1
+        if event.version != current:
+            return False
+    return True
 
 
 def _restarts(first: Event, enqueued: datetime | None) -> bool:
@@ -285,11 +300,12 @@ def write(batch: Batch) -> None:
         _update(cursor, batch.changed, adapt)
         if batch.transitions:
             table = connection.ops.quote_name(JobTransition._meta.db_table)
+            when, changed = adapt["finished_at"], adapt["errors"]
             cursor.executemany(
                 f"INSERT INTO {table} (job_id, version, status, at, changes) "  # noqa: S608
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id, version) DO NOTHING",
                 [
-                    (job_id, version, state, adapt["finished_at"](at), adapt["errors"](changes))
+                    (job_id, version, state, when(at), changed(changes))
                     for job_id, version, state, at, changes in batch.transitions
                 ],
             )
@@ -335,12 +351,17 @@ def _upsert(cursor: Any, rows: list[dict[str, Any]], adapt: dict) -> None:
 
 
 def _params(row: dict[str, Any], columns: list[str], adapt: dict) -> list[Any]:
-    """A row's parameters; a column still holding its default (the very object in
-    DEFAULTS) reuses that default's adapted value instead of converting it again."""
-    defaults = adapt.get("__defaults__")
-    if defaults is None:  # once per batch (setdefault would build its argument every time)
-        defaults = adapt["__defaults__"] = {c: adapt[c](DEFAULTS[c]) for c in columns}
-    return [defaults[c] if row[c] is DEFAULTS[c] else adapt[c](row[c]) for c in columns]
+    """A row's parameters: the columns it has, adapted; every other column its default's
+    adapted value (adapted once per batch: a new job's row has few columns of its own)."""
+    template = adapt.get("__defaults__")
+    if template is None:  # once per batch (setdefault would build its argument every time)
+        template = adapt["__defaults__"] = [adapt[c](DEFAULTS[c]) for c in columns]
+        adapt["__index__"] = {c: i for i, c in enumerate(columns)}
+    params = template.copy()
+    index = adapt["__index__"]
+    for column, value in row.items():
+        params[index[column]] = adapt[column](value)
+    return params
 
 
 def _update(cursor: Any, changed: dict[str, dict[str, Any]], adapt: dict) -> None:

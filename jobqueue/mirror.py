@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from .engine import Engine, JobqueueError
 from .engine.job import FINISHED_STATES, JobState
-from .mirror_apply import TOMBSTONE, Event, build, parse_event, row_from_job, to_datetime, write
+from .mirror_apply import TOMBSTONE, build, row_from_job, to_datetime, write
+from .mirror_events import Event, parse_event
 from .mirror_rows import refresh_settings
 from .models import Job, JobTransition, Queue, QueueStat, Schedule, Worker
 

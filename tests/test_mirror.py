@@ -24,7 +24,8 @@ from jobqueue.conf import get_engine
 from jobqueue.engine import DataLossDetected, Engine, EngineConfig
 from jobqueue.engine.connection import create_client
 from jobqueue.mirror import GROUP, Mirror, prune, rebuild
-from jobqueue.mirror_apply import TOMBSTONE, _upsert_jobs, build, parse_event, row_from_job, write
+from jobqueue.mirror_apply import TOMBSTONE, _upsert_jobs, build, row_from_job, write
+from jobqueue.mirror_events import parse_event
 from jobqueue.models import Job, JobTransition, Queue, QueueStat, Schedule, Worker
 from tests import sample_tasks as t
 from tests.conftest import ROOT, worker_env
@@ -828,7 +829,7 @@ def test_a_released_job_is_mirrored_as_redis_holds_it(jq):
 
 
 def test_an_entry_is_read_as_redis_sends_it_or_as_a_dict():
-    from jobqueue.mirror_apply import parse_event
+    from jobqueue.mirror_events import parse_event
 
     flat = [b"id", b"abc", b"q", b"emails", b"s", b"queued", b"v", b"1", b"t", b"1700000000000"]
     flat += [b"task", b"tests.add", b"args", b"[1,\xff2]"]

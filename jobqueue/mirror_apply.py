@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .engine import Engine
-from .mirror_events import Event, parse_event
+from .mirror_events import Event
 from .mirror_rows import (
     COLUMNS,
     DEFAULTS,
@@ -41,15 +41,15 @@ from .mirror_rows import (
 from .models import FINISHED_STATUSES, Job, JobTransition, Queue, QueueStat
 
 CHUNK = 400
-__all__ = ["Batch", "Event", "build", "parse_event", "row_from_job", "to_datetime", "write"]
+__all__ = ["Batch", "build", "row_from_job", "to_datetime", "write"]
 
 
 @dataclass
 class Batch:
     """What one batch of events does to the database."""
 
-    full: dict[str, dict[str, Any]] = field(default_factory=dict)  # rows to upsert (a column
-    # left out is written as its default)
+    # Rows to upsert; a column a row leaves out is written as its default.
+    full: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)  # known rows: new values
     deleted: set[str] = field(default_factory=set)
     restarted: set[str] = field(default_factory=set)  # ids reused by a new job: old timeline out

@@ -312,12 +312,13 @@ def _params(row: dict[str, Any], columns: list[str], adapt: dict) -> list[Any]:
     template = adapt.get("__defaults__")
     if template is None:  # once per batch (setdefault would build its argument every time)
         template = adapt["__defaults__"] = [adapt[c](DEFAULTS[c]) for c in columns]
-        adapt["__index__"] = {c: i for i, c in enumerate(columns)}
     params = template.copy()
-    index = adapt["__index__"]
     for column, value in row.items():
-        params[index[column]] = adapt[column](value)
+        params[_POSITION[column]] = adapt[column](value)
     return params
+
+
+_POSITION = {str(f.column): i for i, f in enumerate(COLUMNS)}  # column -> its upsert parameter
 
 
 def _update(cursor: Any, changed: dict[str, dict[str, Any]], adapt: dict) -> None:

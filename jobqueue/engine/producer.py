@@ -176,6 +176,7 @@ class ProducerMixin(EngineBase):
             return []
         if len(prepared) == 1 and _plain(prepared[0].spec):
             item = prepared[0]
+            # A plan for this one job: its arguments are among the plan's options here.
             plan = self._plan(item.spec, item.fields)
             item.fields = [*plan.task, *plan.options]  # with "prio"
             return [self._enqueue_one(plan, item, draft)]

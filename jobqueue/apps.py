@@ -9,3 +9,6 @@ class JobqueueConfig(AppConfig):
     def ready(self) -> None:
         # Registers the system checks and the setting_changed receiver.
         from . import checks, conf  # noqa: F401
+        from .signals import connect_to_engine
+
+        connect_to_engine()  # every engine of the process sends data_loss_detected

@@ -17,7 +17,8 @@ is the ``django_tasks`` backport's. Both are imported through :mod:`jobqueue.com
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,17 +33,10 @@ from django.utils import timezone
 from . import compat
 from .compat import InvalidTask, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
 from .conf import get_engine
-from .engine import (
-    CorruptJob,
-    InvalidJob,
-    Job,
-    JobNotFound,
-    JobSpec,
-    JobState,
-    PlainEnqueue,
-    default_registry,
-)
-from .engine.job import QUEUE_NAME_RE, make_job_id, new_local_id
+from .engine import Job, JobSpec, JobState, default_registry
+from .engine.errors import CorruptJob, InvalidJob, JobNotFound
+from .engine.job import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_RE, make_job_id, new_local_id
+from .engine.producer import MAX_TIMEOUT, MIN_TIMEOUT, PlainEnqueue, valid_timeout
 
 # The one mapping of jobqueue's states onto Django's statuses.
 STATUS = {
@@ -61,8 +55,8 @@ BACKEND_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a whole number from 1 to 1000",
     ),
     "timeout": (
-        lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0),
-        "a positive number of seconds, or None",
+        lambda v: v is None or valid_timeout(v),
+        f"a number of seconds from {MIN_TIMEOUT} to {MAX_TIMEOUT} (a year), or None",
     ),
     "result_ttl": (
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
@@ -171,22 +165,40 @@ class RedisBackend(compat.BaseTaskBackend):
     # -- validation and checks ----------------------------------------------------------
 
     def validate_task(self, task: Any) -> None:
+        priority = getattr(task, "priority", 0)
+        if isinstance(priority, float) and not math.isfinite(priority):
+            # Django's own check would raise ValueError / OverflowError from int(priority).
+            raise InvalidTask(
+                f"priority must be a whole number between {MIN_PRIORITY} and {MAX_PRIORITY}, "
+                f"not {priority!r}."
+            )
         super().validate_task(task)
         for name in TASK_OPTIONS:
             _check_task_option(name, getattr(task, name, None))
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        """What the task framework's own check reports (when it runs: Django 6's, or the
+        backport's when its app is installed). With jobqueue installed, its app's check
+        ``jobqueue.checks.check_backends`` reports E011 and E012 on every stack, so they are
+        left to it (each reported once); without it, they come here, after E010."""
         messages: list[checks.CheckMessage] = list(super().check(**kwargs))
-        where = f"TASKS[{self.alias!r}]"
         if not apps.is_installed("jobqueue"):
             messages.append(
                 checks.Error(
-                    f"{where} uses jobqueue.backends.RedisBackend but 'jobqueue' is not in "
-                    "INSTALLED_APPS.",
+                    f"TASKS[{self.alias!r}] uses jobqueue.backends.RedisBackend but 'jobqueue' "
+                    "is not in INSTALLED_APPS.",
                     hint="Add 'jobqueue' to INSTALLED_APPS (above 'channels').",
                     id="jobqueue.E010",
                 )
             )
+            messages += self.configuration_errors()
+        return messages
+
+    def configuration_errors(self) -> list[checks.CheckMessage]:
+        """E011 (OPTIONS not a dict, an unknown option, a bad value) and E012 (a bad queue
+        name)."""
+        messages: list[checks.CheckMessage] = []
+        where = f"TASKS[{self.alias!r}]"
         options = self.options if isinstance(self.options, Mapping) else None
         if options is None:
             messages.append(
@@ -248,11 +260,11 @@ class RedisBackend(compat.BaseTaskBackend):
             plan = self._plans.get(task, _UNSEEN)
         except TypeError:  # an option that cannot be hashed: validate every time
             plan = _UNSEEN
-        if plan is _UNSEEN or (plan is not None and plan.engine is not engine):
+        if plan is _UNSEEN or (plan is not None and plan.producer is not engine.producer):
             plan = self._plan(task, engine, validate=plan is _UNSEEN)
         if plan is not None:  # the common case, kept short
             return self._enqueued(
-                task, lambda draft: engine.enqueue_plain(plan, args, kwargs, draft)
+                task, lambda draft: engine.producer.enqueue_plain(plan, args, kwargs, draft)
             )
         if self.option(task, "enqueue_on_commit"):
             spec = self.spec(task, args, kwargs, make_job_id(task.queue_name, new_local_id()))
@@ -272,13 +284,38 @@ class RedisBackend(compat.BaseTaskBackend):
             and task.unique_key is None
             and not self.option(task, "enqueue_on_commit")
         ):
-            plan = engine.plain_enqueue(self.spec(task, (), {}))
+            plan = engine.producer.plain_enqueue(self.spec(task, (), {}))
         if len(self._plans) < 10000:
             try:
                 self._plans[task] = plan
             except TypeError:
                 pass
         return plan
+
+    def enqueue_many(self, task: Any, calls: list[tuple[Sequence, Mapping]]) -> list[Any]:
+        """Enqueue a job of ``task`` for each ``(args, kwargs)`` in one round trip to Redis;
+        their TaskResults in order. Everything is checked first: one bad call raises
+        InvalidJob (naming it) and nothing is enqueued."""
+        self.validate_task(task)
+        specs = [self.spec(task, args, kwargs) for args, kwargs in calls]
+        engine = get_engine()
+        if self.option(task, "enqueue_on_commit"):
+            specs = [
+                dataclasses.replace(s, job_id=make_job_id(s.queue, new_local_id())) for s in specs
+            ]
+            for spec in specs:
+                engine.validate(spec)  # bad input fails now, not at commit
+            transaction.on_commit(lambda: self._announce(task, engine.enqueue_many(specs)))
+            return [self._pending_result(task, spec) for spec in specs]
+        return self._announce(task, engine.enqueue_many(specs))
+
+    def _announce(self, task: Any, jobs: list[Job]) -> list[Any]:
+        results = [
+            self.to_result(job, task if job.task == task.module_path else None) for job in jobs
+        ]
+        for result in results:
+            compat.task_enqueued.send(type(self), task_result=result)
+        return results
 
     def _enqueue_spec(self, task: Any, spec: JobSpec) -> Any:
         return self._enqueued(task, lambda draft: get_engine().enqueue_many([spec], draft)[0])
@@ -325,7 +362,8 @@ class RedisBackend(compat.BaseTaskBackend):
             raise TaskResultDoesNotExist(str(exc)) from exc
         return self.to_result(job)
 
-    def task_for(self, name: str) -> Any:
+    @staticmethod
+    def task_for(name: str) -> Any:
         """The Task registered under ``name``, discovering tasks modules once if needed."""
         target = default_registry.get(name) if name in default_registry else None
         if target is None:
@@ -371,7 +409,7 @@ class RedisBackend(compat.BaseTaskBackend):
         )
         if status == TaskResultStatus.SUCCESSFUL:
             try:
-                object.__setattr__(result, "_return_value", job.result)
+                compat.set_return_value(result, job.result)
             except ValueError as exc:
                 raise CorruptJob(f"Job {job.id!r} has a result that is not JSON: {exc}") from exc
         return result

@@ -5,6 +5,14 @@
 - ``jobqueue.E003``: a periodic schedule in ``JOBQUEUE["SCHEDULES"]`` is malformed.
 - ``jobqueue.W001``: ``jobqueue`` is listed after ``channels`` in ``INSTALLED_APPS``, so
   ``manage.py runworker`` runs channels' command instead of jobqueue's.
+- ``jobqueue.E010``: a ``RedisBackend`` in ``TASKS`` while ``jobqueue`` is not installed
+  (reported by the task framework's own check, ``RedisBackend.check``: this module is not
+  loaded then).
+- ``jobqueue.E011``, ``jobqueue.E012``: a ``RedisBackend``'s ``OPTIONS`` or ``QUEUES`` are
+  wrong (``check_backends``).
+
+The app config (``apps.py``) imports this module, which registers them, so they run on every
+stack, whatever else is installed.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from . import conf
 
@@ -74,3 +83,26 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         )
         for problem in validate_all()
     ]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E011 and E012 for every jobqueue backend in ``TASKS``. The task framework's own check
+    of every backend does not run on Django 5.2 unless the backport's app is installed, nor on
+    Django 6.x unless ``django.tasks`` was imported before the checks ran; so jobqueue runs its
+    own, and ``RedisBackend.check`` leaves these to it (each is reported once)."""
+    from .backends import RedisBackend
+    from .compat import task_backends
+
+    messages: list[checks.CheckMessage] = []
+    tasks = getattr(settings, "TASKS", {})
+    for alias, params in tasks.items() if isinstance(tasks, dict) else ():
+        try:
+            backend_class = import_string(params["BACKEND"])
+        except (ImportError, KeyError, TypeError):
+            continue  # not a backend at all: the task framework's concern
+        if isinstance(backend_class, type) and issubclass(backend_class, RedisBackend):
+            backend = task_backends[alias]
+            assert isinstance(backend, RedisBackend)
+            messages += backend.configuration_errors()
+    return messages

@@ -47,6 +47,16 @@ else:
 
         FRAMEWORK = "django_tasks"
 
+
+def set_return_value(task_result: TaskResult, value: object) -> None:
+    """Give a TaskResult its return value. Django's task framework offers backends no public
+    way to: its own ImmediateBackend sets the ``_return_value`` field, which
+    ``TaskResult.return_value`` reads and ``refresh()`` copies, and so does this, here only.
+    (The one name starting with ``_`` of another library that jobqueue uses besides Django's
+    documented ``Model._meta`` API; tests/test_code_rules.py allows exactly these.)"""
+    object.__setattr__(task_result, "_return_value", value)
+
+
 __all__ = [
     "FRAMEWORK",
     "BaseTaskBackend",
@@ -57,6 +67,7 @@ __all__ = [
     "TaskResult",
     "TaskResultDoesNotExist",
     "TaskResultStatus",
+    "set_return_value",
     "task",
     "task_backends",
     "task_enqueued",

@@ -23,7 +23,6 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 
 
 def _default_redis_url() -> str:
@@ -31,8 +30,10 @@ def _default_redis_url() -> str:
 
 
 def _check_url(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.startswith(URL_SCHEMES):
-        return f"must be a Redis URL starting with one of {', '.join(URL_SCHEMES)}"
+    from .engine.transport.connection import SCHEMES
+
+    if not isinstance(value, str) or not value.startswith(SCHEMES):
+        return f"must be a Redis URL starting with one of {', '.join(SCHEMES)}"
     return None
 
 
@@ -60,6 +61,22 @@ def _positive_number(*, integer: bool = False, allow_zero: bool = False) -> Call
         return None
 
     return check
+
+
+def _check_socket_timeout(value: Any) -> str | None:
+    """Above the longest blocking command jobqueue sends (engine.wait()'s BLPOP slice): a
+    shorter timeout would cut that command off as if Redis had died."""
+    problem = _positive_number()(value)
+    if problem:
+        return problem
+    from .engine.reads import BLOCK_SLICE
+
+    if value <= BLOCK_SLICE:
+        return (
+            f"must be more than {BLOCK_SLICE:g} seconds, the longest jobqueue's blocking "
+            "commands wait in Redis (a shorter timeout would cut them off as if Redis had died)"
+        )
+    return None
 
 
 def _check_str_list(value: Any) -> str | None:
@@ -97,7 +114,17 @@ OPTIONS: dict[str, Option] = {
     "REDIS_URL": Option(
         _default_redis_url,
         _check_url,
-        "Where Redis is: redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://.",
+        "Where Redis is: redis://, rediss://, unix://, redis[s]+sentinel:// or "
+        "redis[s]+cluster://.",
+    ),
+    "REDIS_SOCKET_TIMEOUT": Option(
+        10.0,
+        _check_socket_timeout,
+        "Seconds a read or write on a Redis connection may take before it fails; more than "
+        "the longest blocking command (5 s).",
+    ),
+    "REDIS_CONNECT_TIMEOUT": Option(
+        5.0, _positive_number(), "Seconds opening a connection to Redis may take."
     ),
     "CACHE_ALIAS": Option(
         None,
@@ -139,6 +166,37 @@ OPTIONS: dict[str, Option] = {
     "RETRY_BACKOFF_MAX": Option(
         3600.0, _positive_number(), "Longest delay between two attempts, in seconds."
     ),
+    "ARGUMENTS_BYTES": Option(
+        16 * 1024 * 1024,
+        _positive_number(integer=True),
+        "Most bytes a job's arguments take, encoded as JSON; a bigger enqueue is refused.",
+    ),
+    "RESULT_BYTES": Option(
+        16 * 1024 * 1024,
+        _positive_number(integer=True),
+        "Most bytes a job's return value takes, encoded as JSON; a bigger one fails the job "
+        "with ResultTooLarge.",
+    ),
+    "ERRORS_KEPT": Option(
+        20,
+        _positive_number(integer=True),
+        "Most errors a job keeps, one per failed attempt; the oldest are dropped first.",
+    ),
+    "ERRORS_KEPT_BYTES": Option(
+        1024 * 1024,
+        _positive_number(integer=True),
+        "Most bytes (of JSON) a job's errors keep; the oldest are dropped first.",
+    ),
+    "TRACEBACK_BYTES": Option(
+        64 * 1024,
+        _positive_number(integer=True),
+        "Most bytes of each failed attempt's traceback kept; longer ones lose their middle.",
+    ),
+    "LOG_LINE_BYTES": Option(
+        4096,
+        _positive_number(integer=True),
+        "Most bytes of each log record's message kept with its job; longer ones lose their end.",
+    ),
     "WORKER_DEAD_AFTER": Option(
         15.0,
         _positive_number(),
@@ -161,8 +219,13 @@ OPTIONS: dict[str, Option] = {
     "JOB_LOG_LEVEL": Option(
         "INFO", _check_log_level, "Lowest level of the task's log records kept with the job."
     ),
+    "LIVE_PATH": Option(
+        "/jobqueue/live/",
+        _check_optional_str,
+        "Path where the site mounts jobqueue.routing's websocket (None: pages are not live).",
+    ),
     "ENQUEUE_SPIN_MICROSECONDS": Option(
-        200,
+        0,
         _positive_number(integer=True, allow_zero=True),
         "Microseconds .enqueue() polls for Redis's reply before sleeping on it (0: never).",
     ),
@@ -252,13 +315,19 @@ def engine_config() -> Any:
         backoff_base=float(s.RETRY_BACKOFF),
         backoff_max=float(s.RETRY_BACKOFF_MAX),
         worker_dead_after=float(s.WORKER_DEAD_AFTER),
+        max_payload_bytes=int(s.ARGUMENTS_BYTES),
+        max_result_bytes=int(s.RESULT_BYTES),
+        errors_kept=int(s.ERRORS_KEPT),
+        errors_kept_bytes=int(s.ERRORS_KEPT_BYTES),
+        traceback_bytes=int(s.TRACEBACK_BYTES),
+        log_line_bytes=int(s.LOG_LINE_BYTES),
         enqueue_spin_us=int(s.ENQUEUE_SPIN_MICROSECONDS),
     )
 
 
 def redis_client() -> Any:
     """The process's Redis client: the django-redis cache alias's, or one for REDIS_URL."""
-    from .engine.connection import get_client
+    from .engine.transport.connection import get_client
 
     alias = jobqueue_settings.CACHE_ALIAS
     if alias:
@@ -270,7 +339,11 @@ def redis_client() -> Any:
                 "JOBQUEUE['REDIS_URL']."
             ) from exc
         return get_redis_connection(alias)
-    return get_client(jobqueue_settings.REDIS_URL)
+    return get_client(
+        jobqueue_settings.REDIS_URL,
+        socket_timeout=float(jobqueue_settings.REDIS_SOCKET_TIMEOUT),
+        socket_connect_timeout=float(jobqueue_settings.REDIS_CONNECT_TIMEOUT),
+    )
 
 
 def get_engine() -> Any:
@@ -290,6 +363,6 @@ def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == "JOBQUEUE":
         jobqueue_settings.reset()
         _engine = None
-        from .engine import connection
+        from .engine.transport import connection
 
         connection.reset_pools()

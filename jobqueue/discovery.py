@@ -42,3 +42,16 @@ def autodiscover(force: bool = False) -> list[str]:
         _done = True
     logger.debug("autodiscovered modules=%s", ",".join(modules))
     return modules
+
+
+def autodiscover_for_command() -> None:
+    """:func:`autodiscover` for a management command: a tasks module that cannot be imported
+    is a ``CommandError`` naming the error (the command must not go on without its tasks)."""
+    from django.core.management.base import CommandError
+
+    try:
+        autodiscover()
+    except Exception as exc:
+        raise CommandError(
+            f"A tasks module could not be imported: {type(exc).__name__}: {exc}"
+        ) from exc

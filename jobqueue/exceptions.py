@@ -5,6 +5,7 @@ from .engine.errors import (
     ConnectionFailed,
     CorruptJob,
     DataLossDetected,
+    ErrorsDropped,
     InvalidJob,
     InvalidTransition,
     JobCanceled,
@@ -13,6 +14,8 @@ from .engine.errors import (
     JobStalled,
     JobTimeout,
     LeaseLost,
+    RedisFull,
+    ResultTooLarge,
     UnknownTask,
     WaitTimeout,
 )
@@ -22,6 +25,7 @@ __all__ = [
     "ConnectionFailed",
     "CorruptJob",
     "DataLossDetected",
+    "ErrorsDropped",
     "InvalidJob",
     "InvalidTransition",
     "JobCanceled",
@@ -30,6 +34,8 @@ __all__ = [
     "JobTimeout",
     "JobqueueError",
     "LeaseLost",
+    "RedisFull",
+    "ResultTooLarge",
     "UnknownTask",
     "WaitTimeout",
 ]

@@ -9,26 +9,22 @@ through the engine, whose events come back here. Finished jobs stay here after R
 from __future__ import annotations
 
 from django.db import models
-from django.utils.translation import gettext_lazy as _
+
+from .engine.job import FINISHED_STATES, JobState
+
+# A row's status is its job's state: the engine's JobState is the one definition.
+STATUS_CHOICES = [(state.value, state.value.capitalize()) for state in JobState]
 
 
-class JobStatus(models.TextChoices):
-    SCHEDULED = "scheduled", _("Scheduled")
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
-    CANCELED = "canceled", _("Canceled")
-
-
-FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+def unique(name: str, *fields: str) -> models.UniqueConstraint:
+    return models.UniqueConstraint(fields=list(fields), name=name)
 
 
 class Job(models.Model):
     id = models.CharField(max_length=140, primary_key=True)
     queue = models.CharField(max_length=64)
     task = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES)
     version = models.PositiveBigIntegerField(default=0)
     args = models.JSONField(default=list, blank=True)
     kwargs = models.JSONField(default=dict, blank=True)
@@ -36,11 +32,18 @@ class Job(models.Model):
     priority = models.SmallIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
+    attempts_before_retry = models.PositiveIntegerField(
+        default=0, help_text="Attempts made before the last manual retry."
+    )
     stalls = models.PositiveIntegerField(default=0)
     timeout = models.FloatField(null=True, blank=True)
     unique_key = models.CharField(max_length=200, blank=True, default="")
     enqueued_at = models.DateTimeField(null=True, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # When the current attempt could first run (its enqueue, its run_at once a delay or a
+    # backoff ran out, a release, a manual retry): the mirror measures the wait before start
+    # from it. Unknown (null) for rows copied whole from Redis while queued.
+    ready_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     last_attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -73,7 +76,12 @@ class Job(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
+        return self.status in FINISHED_STATES
+
+    @property
+    def attempts_this_run(self) -> int:
+        """Attempts since the last manual retry: what max_attempts limits."""
+        return max(self.attempts - self.attempts_before_retry, 0)
 
     @property
     def duration(self) -> float | None:
@@ -100,9 +108,7 @@ class JobTransition(models.Model):
 
     class Meta:
         ordering = ["job_id", "version"]  # not "job": that would join (and hide) rows
-        constraints = [
-            models.UniqueConstraint(fields=["job", "version"], name="jq_transition_unique")
-        ]
+        constraints = [unique("jq_transition_unique", "job", "version")]
 
     def __str__(self) -> str:
         return f"{self.job_id} v{self.version} {self.status}"
@@ -119,6 +125,10 @@ class Queue(models.Model):
     canceled = models.PositiveIntegerField(default=0)
     last_activity = models.DateTimeField(null=True, blank=True)
     data_lost_at = models.DateTimeField(null=True, blank=True)
+    # Stream entries of this queue the mirror could not apply (acknowledged, their jobs copied
+    # whole from Redis instead), and the last of them: "<entry id> (job <id>): <error>".
+    poison_entries = models.PositiveIntegerField(default=0)
+    last_poison = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -139,14 +149,12 @@ class QueueStat(models.Model):
     minute = models.DateTimeField()
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    wait_ms = models.PositiveBigIntegerField(default=0)  # sum of start - enqueue
+    wait_ms = models.PositiveBigIntegerField(default=0)  # sum of start - Job.ready_at
     run_ms = models.PositiveBigIntegerField(default=0)  # sum of finish - start
-    started = models.PositiveIntegerField(default=0)
+    started = models.PositiveIntegerField(default=0)  # starts whose ready time was known
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["queue", "minute"], name="jq_queuestat_unique")
-        ]
+        constraints = [unique("jq_queuestat_unique", "queue", "minute")]
 
     def __str__(self) -> str:
         return f"{self.queue} {self.minute:%H:%M}"
@@ -186,6 +194,9 @@ class Schedule(models.Model):
     last_tick = models.DateTimeField(null=True, blank=True)
     last_job = models.CharField(max_length=140, blank=True, default="")
     next_run = models.DateTimeField(null=True, blank=True)
+    # The version of the state in Redis these columns were copied from (``<name>:v``): the
+    # mirror and the admin write paused/last_tick/last_job only over an older version.
+    state_version = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]

@@ -169,14 +169,14 @@ class Scheduler:
         """Enqueue the due ticks; returns the ids of the jobs enqueued (or found) now."""
         if not self.schedules:
             return []
-        now = ms_to_datetime(self.engine.redis_time_ms())
+        now = ms_to_datetime(self.engine.now_ms())
         assert now is not None
-        states = self.engine.schedule_states(list(self.schedules))
+        states = self.engine.schedules.get(list(self.schedules))
         enqueued = []
         for name, schedule in self.schedules.items():
             state = states.get(name, {})
             if "last" not in state:  # first seen: start from now, run at the next tick
-                self.engine.set_schedule_state(name, last=int(now.timestamp() * 1000))
+                self.engine.schedules.set(name, last=int(now.timestamp() * 1000))
                 continue
             last = ms_to_datetime(state["last"]) or now
             tick = schedule.latest_tick(last, now)
@@ -184,10 +184,10 @@ class Scheduler:
                 continue
             tick_ms = int(tick.timestamp() * 1000)
             if state.get("paused") == "1":
-                self.engine.set_schedule_state(name, last=tick_ms)  # paused: skipped
+                self.engine.schedules.set(name, last=tick_ms)  # paused: skipped
                 continue
             job = self.run(schedule, job_id=schedule.job_id(tick))
-            self.engine.set_schedule_state(name, last=tick_ms, job=job.id)
+            self.engine.schedules.set(name, last=tick_ms, job=job.id)
             enqueued.append(job.id)
             logger.info(
                 "schedule_fired schedule=%s tick=%s job=%s", name, tick.isoformat(), job.id
@@ -196,14 +196,8 @@ class Scheduler:
 
     def run(self, schedule: Schedule, job_id: str | None = None) -> Any:
         """Enqueue one run of ``schedule`` now (``job_id`` makes it once per tick)."""
-        spec = JobSpec(
-            task=schedule.task,
-            args=schedule.args,
-            kwargs=schedule.kwargs,
-            queue=schedule.queue,
-            priority=schedule.priority,
-            job_id=job_id,
-        )
+        s = schedule
+        spec = JobSpec(s.task, s.args, s.kwargs, s.queue, s.priority, job_id=job_id)
         return self.engine.enqueue_many([spec])[0]
 
 

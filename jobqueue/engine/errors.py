@@ -6,6 +6,8 @@ Defined here, inside the engine, because the engine imports nothing of Django;
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class JobqueueError(Exception):
     """Root of every jobqueue exception."""
@@ -43,15 +45,25 @@ class ConnectionFailed(JobqueueError, ConnectionError):
 
 
 class DataLossDetected(JobqueueError):
-    """The queue's epoch changed: Redis lost its data (restart without persistence, flush)."""
+    """The queue's epoch changed: Redis lost its data (restart without persistence, flush).
 
-    def __init__(self, queue: str, expected: str, found: str) -> None:
+    ``noticed_at`` (aware, UTC) is when this process noticed, None when not given."""
+
+    def __init__(
+        self, queue: str, expected: str, found: str, noticed_at: datetime | None = None
+    ) -> None:
         self.queue, self.expected, self.found = queue, expected, found
+        self.noticed_at = noticed_at
         super().__init__(
             f"Redis lost the data of queue {queue!r}: its epoch was {expected!r} and is now "
             f"{found or 'missing'!r}. Jobs enqueued before the loss are gone from Redis; run "
-            "'manage.py jobqueue_rebuild' and check Redis persistence (appendonly yes)."
+            "'manage.py jobqueue rebuild' and check Redis persistence (appendonly yes)."
         )
+
+
+class RedisFull(JobqueueError):
+    """Redis is at its ``maxmemory`` and its ``maxmemory-policy`` (``noeviction``) refuses
+    writes. The refused script wrote nothing: Redis refuses a script at its first write."""
 
 
 class CorruptJob(JobqueueError):
@@ -70,8 +82,18 @@ class JobCanceled(JobqueueError):
     """A running job was stopped because its cancel was requested."""
 
 
+class ResultTooLarge(JobqueueError):
+    """A job's return value, encoded, is larger than ``RESULT_BYTES``: the attempt fails (it
+    is not retried) rather than fill Redis. Return a reference (an id, a path) instead."""
+
+
 class JobStalled(JobqueueError):
     """A job's worker died or hung (its lease expired) too many times: dead-lettered."""
+
+
+class ErrorsDropped(JobqueueError):
+    """Not raised: the class of the entry that heads a job's errors when its oldest errors were
+    dropped to keep it within ``ERRORS_KEPT`` / ``ERRORS_KEPT_BYTES``."""
 
 
 # Their public import path is jobqueue.exceptions: that is the path recorded in a job's errors

@@ -3,11 +3,15 @@
 A worker registers each child that has nothing to run in each of its queues' ``idle`` sets
 (``idle.lua``, mode ``on``; member ``<worker name>#<child index>``), and that child blocks on
 its own inboxes. An enqueue that finds a registered child leases the job to its worker right
-away (``enqueue_one.lua``) and pushes the claim into the child's inbox. When the worker drops a
+away (``enqueue_one.lua``, with the lease ``claim.lua`` grants: ``grant_lease`` in
+``_lib.lua``) and pushes the claim into the child's inbox. When the worker drops a
 registration (mode ``off``: the child got other work, the worker claims or stops), whatever
 that inbox still holds is handed over, so a job leased at that moment is never left behind. A
 registration lapses after its ttl: a job leased to a worker that died while idle is reaped
 when its lease ends, like any job of a dead worker.
+
+This is the engine's side; the worker's (registering, taking what is handed over) is
+``jobqueue/worker/handoff.py``.
 """
 
 from __future__ import annotations
@@ -15,32 +19,35 @@ from __future__ import annotations
 from typing import Any
 
 from . import codec
-from .base import EngineBase
+from .claims import Claimed
 from .errors import CorruptJob
 from .job import make_job_id
-from .lease import Call, Claimed
+from .runner import Call, ScriptRunner
 
 
-class HandoffMixin(EngineBase):
+class Handoff:
+    def __init__(self, runner: ScriptRunner) -> None:
+        self.keys = runner.keys
+
     def idle_call(
-        self, queue: str, worker: str, waiting: bool, ttl: float = 3.0, renew: bool = False
+        self, queue: str, member: str, waiting: bool, ttl: float = 3.0, renew: bool = False
     ) -> Call:
-        """Register ``worker`` (a member: ``<worker name>#<child index>``) as waiting idle for
-        ``queue`` for ``ttl`` seconds, or (with ``waiting=False``) unregister it; ``renew``
-        only extends a registration still there. Its reply, read with :meth:`read_inbox` and
+        """Register ``member`` (``<worker name>#<child index>``) as waiting idle for ``queue``
+        for ``ttl`` seconds, or (with ``waiting=False``) unregister it; ``renew`` only extends
+        a registration still there. Its reply, read with :meth:`read_inbox` and
         :meth:`was_registered`, holds the jobs already leased to it."""
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         mode = ("renew" if renew else "on") if waiting else "off"
         return (
             "idle",
             queue,
             [qk.meta, qk.idle],
-            [worker, qk.inbox_prefix, mode, int(ttl * 1000)],
+            [member, qk.inbox_prefix, mode, int(ttl * 1000)],
         )
 
     def read_inbox(self, queue: str, reply: Any) -> tuple[int, list[Claimed]]:
         """``(now_ms, claims)`` from an ``idle`` script's reply."""
-        return int(reply[0]), [self.read_handoff(queue, entry)[0] for entry in reply[2:]]
+        return int(reply[0]), [self.read_entry(queue, entry)[0] for entry in reply[2:]]
 
     @staticmethod
     def was_registered(reply: Any) -> bool:
@@ -48,7 +55,8 @@ class HandoffMixin(EngineBase):
         caller made and that is gone was taken by an enqueue (or lapsed)."""
         return bool(int(reply[1]))
 
-    def read_handoff(self, queue: str, entry: Any) -> tuple[Claimed, int]:
+    @staticmethod
+    def read_entry(queue: str, entry: Any) -> tuple[Claimed, int]:
         """One inbox entry (pushed by enqueue_one.lua): the claim, its fields left as text for
         the process that runs it, and the Redis time its lease began."""
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,6 +38,15 @@ FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELED})
 CANCELABLE_STATES = ACTIVE_STATES
 PURGEABLE_STATES = frozenset(JobState) - {JobState.RUNNING}
+
+
+def parse_state(value: Any) -> JobState:
+    """``value`` as a JobState; InvalidJob naming it when it is not one."""
+    try:
+        return JobState(value)
+    except ValueError:
+        names = ", ".join(state.value for state in JobState)
+        raise InvalidJob(f"{value!r} is not a job state; use one of {names}.") from None
 
 
 _valid_queue_names: set[str] = set()  # names already checked (a few per site)
@@ -119,6 +128,94 @@ class JobError:
     attempt: int = 0
 
 
+def _int(default: int) -> Callable[[str], int]:
+    return lambda text: int(text) if text else default
+
+
+def _optional(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda text: read(text) if text else None
+
+
+def _json_list(text: str) -> list[Any]:
+    value = codec.loads(text) if text else []
+    if not isinstance(value, list):
+        raise TypeError(f"a JSON array was expected, not {text[:100]!r}")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = codec.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise TypeError(f"a JSON object was expected, not {text[:100]!r}")
+    return value
+
+
+def _progress(text: str) -> dict[str, Any] | None:
+    value = codec.loads(text) if text else None
+    return value if isinstance(value, dict) else None
+
+
+# The entry that heads a job's errors once its oldest were dropped (fail.lua writes the same).
+ERRORS_DROPPED = "jobqueue.exceptions.ErrorsDropped"
+
+
+def errors_dropped(count: int) -> JobError:
+    """The entry saying that ``count`` earlier errors were dropped, as fail.lua writes it."""
+    return JobError(ERRORS_DROPPED, f"{count} earlier errors were dropped.")
+
+
+def _errors(text: str) -> tuple[JobError, ...]:
+    return tuple(
+        JobError(
+            exception_class=str(e["c"]),
+            traceback=str(e["tb"]),
+            at=ms_to_datetime(e.get("at")),
+            attempt=int(e.get("n", 0)),
+        )
+        for e in (codec.loads(text) if text else ())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    attribute: str  # the Job attribute it becomes
+    read: Callable[[str], Any]  # its text as Redis holds it -> the attribute's value
+
+
+# The job hash's fields: the one table of what each means. Events carry changed fields
+# verbatim, with '' for a field the transition removed, which reads as the attribute's
+# default. The hash also holds fields no Job attribute shows: 'worker' (the last of
+# 'workers'), 'w' (wait() calls waiting) and 'edrop' (errors dropped, see fail.lua).
+FIELDS: dict[str, Field] = {
+    "task": Field("task", str),
+    "state": Field("state", JobState),
+    "v": Field("version", _int(0)),
+    "args": Field("args", _json_list),
+    "kwargs": Field("kwargs", _json_object),
+    "prio": Field("priority", _int(0)),
+    "att": Field("attempts", _int(0)),
+    "max": Field("max_attempts", _int(1)),
+    "att0": Field("attempts_before_retry", _int(0)),
+    "stalls": Field("stalls", _int(0)),
+    "timeout": Field("timeout", _optional(float)),
+    "ttl": Field("result_ttl", _optional(int)),
+    "unique": Field("unique_key", _optional(str)),
+    "enq": Field("enqueued_at", ms_to_datetime),
+    "run_at": Field("run_at", ms_to_datetime),
+    "started": Field("started_at", ms_to_datetime),
+    "last": Field("last_attempted_at", ms_to_datetime),
+    "ended": Field("finished_at", ms_to_datetime),
+    "workers": Field("worker_ids", lambda text: tuple(text.split())),
+    "token": Field("token", _optional(str)),
+    "lease": Field("lease_deadline", ms_to_datetime),
+    "result": Field("result_json", _optional(str)),
+    "errors": Field("errors", _errors),
+    "progress": Field("progress", _progress),
+    "cancel": Field("cancel_requested", lambda text: text == "1"),
+    "reason": Field("reason", _optional(str)),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job as stored in Redis at one version."""
@@ -133,6 +230,7 @@ class Job:
     priority: int = 0
     attempts: int = 0
     max_attempts: int = 1
+    attempts_before_retry: int = 0  # attempts made before the last manual retry
     stalls: int = 0
     timeout: float | None = None
     result_ttl: int | None = None
@@ -177,61 +275,18 @@ class Job:
 
     @classmethod
     def from_fields(cls, queue: str, local_id: str, h: dict[str, str]) -> Job:
-        """Build a Job from its hash fields as text. Raises CorruptJob when malformed."""
+        """Build a Job from its hash fields as text (:data:`FIELDS`). Raises CorruptJob when
+        one is malformed, or the task or state is missing."""
         job_id = make_job_id(queue, local_id)
         try:
-            state = JobState(h["state"])
-            errors = (
-                tuple(
-                    JobError(
-                        exception_class=str(e["c"]),
-                        traceback=str(e["tb"]),
-                        at=ms_to_datetime(e.get("at")),
-                        attempt=int(e.get("n", 0)),
-                    )
-                    for e in codec.loads(h["errors"])
-                )
-                if "errors" in h
-                else ()
-            )
-            args = codec.loads(h["args"]) if "args" in h else []
-            kwargs = codec.loads(h["kwargs"]) if "kwargs" in h else {}
-            if not isinstance(args, list) or not isinstance(kwargs, dict):
-                raise TypeError("args must be a JSON array and kwargs a JSON object")
-            progress = codec.loads(h["progress"]) if "progress" in h else None
-            return cls(
-                id=job_id,
-                queue=queue,
-                task=h["task"],
-                state=state,
-                version=int(h.get("v", 0)),
-                args=args,
-                kwargs=kwargs,
-                priority=int(h.get("prio", 0)),
-                attempts=int(h.get("att", 0)),
-                max_attempts=int(h.get("max", 1)),
-                stalls=int(h.get("stalls", 0)),
-                timeout=float(h["timeout"]) if "timeout" in h else None,
-                result_ttl=int(h["ttl"]) if "ttl" in h else None,
-                unique_key=h.get("unique"),
-                enqueued_at=ms_to_datetime(h.get("enq")),
-                run_at=ms_to_datetime(h.get("run_at")),
-                started_at=ms_to_datetime(h.get("started")),
-                last_attempted_at=ms_to_datetime(h.get("last")),
-                finished_at=ms_to_datetime(h.get("ended")),
-                worker_ids=tuple(h["workers"].split()) if "workers" in h else (),
-                token=h.get("token"),
-                lease_deadline=ms_to_datetime(h.get("lease")),
-                result_json=h.get("result"),
-                errors=errors,
-                progress=progress if isinstance(progress, dict) else None,
-                cancel_requested=h.get("cancel") == "1",
-                reason=h.get("reason"),
-            )
-        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            values = {}
+            for name, text in h.items():
+                known = FIELDS.get(name)
+                if known is not None:
+                    values[known.attribute] = known.read(text)
+            return cls(id=job_id, queue=queue, **{"version": 0, **values})
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise CorruptJob(f"Job {job_id!r} is malformed in Redis: {exc!r}.") from exc
-        except codec.JSONDecodeError as exc:  # pragma: no cover - ValueError subclass
-            raise CorruptJob(f"Job {job_id!r} holds data that is not JSON: {exc}.") from exc
 
 
 def pairs_to_dict(flat: Iterable[Any]) -> dict[Any, Any]:

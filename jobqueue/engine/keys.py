@@ -41,6 +41,16 @@ GLOBAL_KEYS: dict[str, tuple[str, str]] = {
 # Short names in Redis to keep each job small; spelled out in docs/redis-keys.md.
 JOB_KEY_KIND = {"job": "j", "done": "done", "log": "log"}
 
+# The set that holds a queue's jobs in each state (a job state's value -> its kind above).
+STATE_SETS = {
+    "scheduled": "scheduled",
+    "queued": "ready",
+    "running": "leases",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
 
 class QueueKeys:
     """The keys of one queue, computed once."""
@@ -62,39 +72,36 @@ class QueueKeys:
         self.base = base  # "<prefix>:{<queue>}:"
         for kind in QUEUE_KEYS:
             setattr(self, kind, base + kind)
+        # Prefixes handed to the scripts that derive keys from ids they pop themselves.
+        self.job_prefix = base + "j:"
+        self.done_prefix = base + "done:"
+        self.log_prefix = base + "log:"
+        self.inbox_prefix = base + "inbox:"
 
     def __repr__(self) -> str:
         return f"QueueKeys({self.queue!r}, {self.base!r})"
 
     def job(self, local_id: str) -> str:
-        return f"{self.base}j:{local_id}"
+        return self.job_prefix + local_id
 
     def done(self, local_id: str) -> str:
-        return f"{self.base}done:{local_id}"
+        return self.done_prefix + local_id
 
     def log(self, local_id: str) -> str:
-        return f"{self.base}log:{local_id}"
+        return self.log_prefix + local_id
+
+    def of_state(self, state: str) -> str:
+        """The set holding the queue's jobs in ``state`` (a job state's value)."""
+        return str(getattr(self, STATE_SETS[state]))
 
     def inbox(self, member: str) -> str:
         """The inbox of an idle set's member: a worker's child, ``<worker name>#<index>``."""
-        return f"{self.base}inbox:{member}"
+        return self.inbox_prefix + member
 
-    # Prefixes handed to the scripts that derive job keys from ids they pop themselves.
-    @property
-    def job_prefix(self) -> str:
-        return self.base + "j:"
-
-    @property
-    def done_prefix(self) -> str:
-        return self.base + "done:"
-
-    @property
-    def log_prefix(self) -> str:
-        return self.base + "log:"
-
-    @property
-    def inbox_prefix(self) -> str:
-        return self.base + "inbox:"
+    def claim_request(self, request: str) -> str:
+        """What one claim call leased (local ids and tokens), kept while its leases last, so
+        that the same call sent again (its reply was lost) gets the same jobs."""
+        return self.base + "claim:" + request
 
 
 class KeySpace:
@@ -127,7 +134,7 @@ class KeySpace:
         q = self.queue("<queue>")
         out = {kind: getattr(q, kind) for kind in QUEUE_KEYS}
         out.update(job=q.job("<id>"), done=q.done("<id>"), log=q.log("<id>"))
-        out.update(inbox=q.inbox("<member>"))
+        out.update(inbox=q.inbox("<member>"), claim=q.claim_request("<request>"))
         out.update(
             queues=self.queues,
             workers=self.workers,

@@ -7,11 +7,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .base import EngineBase, decode
-from .errors import InvalidJob
+from .codec import text
+from .config import EngineConfig
+from .errors import DataLossDetected, InvalidJob
 from .job import (
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -24,11 +25,20 @@ from .job import (
     split_job_id,
     validate_queue_name,
 )
+from .registry import TaskRegistry
+from .runner import Call, Part, ScriptRunner
+
+if TYPE_CHECKING:
+    from .reads import Reads
 
 CHUNK = 500  # jobs per script call in a bulk enqueue (all chunks go in one round trip; at
 # most 4000: enqueue.lua passes two values per job to one ZADD, and Lua's unpack() stops at 8000)
 REPLY_STATES = {state.value.encode(): state for state in JobState}  # as a script replies
 MAX_KEY_LENGTH = 200
+# A job's timeout, in seconds: at least a millisecond (the soft timeout's timer counts in
+# microseconds; 0 would switch it off), at most a year (longer overflows the timer on some
+# platforms: 1e10 s does on 64-bit Linux).
+MIN_TIMEOUT, MAX_TIMEOUT = 0.001, 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class PlainEnqueue:
     enqueue_one.lua's input built once, by ``Engine.plain_enqueue``: each
     ``Engine.enqueue_plain`` call only checks and encodes the arguments."""
 
-    engine: Any  # the engine that made it (its keys, its configuration)
+    producer: Any  # the Producer that made it (its keys, its configuration)
     spec: JobSpec  # what it was made from (without arguments, from plain_enqueue)
     keys: tuple[str, ...]  # the script's KEYS but the job hash
     job_prefix: str  # the job hash's key, less the local id
@@ -88,11 +98,25 @@ def _plain(spec: JobSpec) -> bool:
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if type(value) is int and low <= value <= high:
         return value  # the common case, checked first
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         raise InvalidJob(f"{name} must be a whole number between {low} and {high}, not {value!r}.")
     if not low <= value <= high:
         raise InvalidJob(f"{name} must be between {low} and {high}, not {value!r}.")
     return int(value)
+
+
+def valid_timeout(value: Any) -> bool:
+    """Whether ``value`` is a timeout a job may have (seconds, MIN_TIMEOUT to MAX_TIMEOUT)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and MIN_TIMEOUT <= value <= MAX_TIMEOUT  # False for nan
+    )
 
 
 def _check_key(name: str, value: Any) -> str | None:
@@ -106,20 +130,16 @@ def _check_key(name: str, value: Any) -> str | None:
     return value
 
 
-class ProducerMixin(EngineBase):
-    def enqueue(
-        self,
-        task: str,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> Job:
-        """Enqueue one job and return it. See :class:`JobSpec` for ``options``.
+class Producer(Part):
+    """Creates jobs: ``enqueue.lua`` for any batch, ``enqueue_one.lua`` for the common single
+    plain job (which may hand it straight to an idle worker, see :mod:`.handoff`)."""
 
-        A job with ``unique_key`` held by a live job, or with an ``idempotency_id`` or
-        ``job_id`` that already exists, is not created again: the existing job is returned.
-        """
-        return self.enqueue_many([JobSpec(task, args, kwargs or {}, **options)])[0]
+    def __init__(
+        self, runner: ScriptRunner, config: EngineConfig, registry: TaskRegistry, reads: Reads
+    ) -> None:
+        super().__init__(runner, config)
+        self.registry = registry
+        self.reads = reads
 
     def plain_enqueue(self, spec: JobSpec) -> PlainEnqueue:
         """Check a plain spec's options once (raises InvalidJob or UnknownTask) for
@@ -133,7 +153,7 @@ class ProducerMixin(EngineBase):
         return self._plan(spec, self._prepare(spec).fields)
 
     def _plan(self, spec: JobSpec, fields: list[Any]) -> PlainEnqueue:
-        qk, priority = self.qkeys(spec.queue), int(spec.priority)
+        qk, priority = self.keys.queue(spec.queue), int(spec.priority)
         return PlainEnqueue(
             self,
             spec,
@@ -165,6 +185,8 @@ class ProducerMixin(EngineBase):
         """Enqueue many jobs in one round trip; returns the jobs in the order given.
 
         Everything is validated first: one bad spec raises InvalidJob and nothing is written.
+        A queue whose data Redis lost is reported (``ScriptRunner``) but does not fail the
+        enqueue: these jobs are new, and are written once under the queue's new epoch.
 
         ``draft(job)`` lets a caller build what it returns from a job while Redis creates it
         (for one plain job: fresh id, no unique key, ready now): that job's ``enqueued_at`` is
@@ -183,7 +205,7 @@ class ProducerMixin(EngineBase):
         by_queue: dict[str, list[int]] = {}
         for index, item in enumerate(prepared):
             by_queue.setdefault(item.spec.queue, []).append(index)
-        calls: list[tuple[str, str, list[str], list[Any]]] = []
+        calls: list[Call] = []
         chunks: list[tuple[str, list[int]]] = []
         for queue, indexes in by_queue.items():
             for start in range(0, len(indexes), CHUNK):
@@ -200,15 +222,23 @@ class ProducerMixin(EngineBase):
             now_ms = int(reply[0])
             for index, state in zip(chunks[call][1], reply[1:], strict=True):
                 if jobs[index] is None and not isinstance(state, list):
-                    job_state = REPLY_STATES.get(state) or JobState(decode(state))
+                    job_state = REPLY_STATES.get(state) or JobState(text(state))
                     jobs[index] = self._new_job(prepared[index], now_ms, job_state)
 
-        replies = self.run_batch(calls, on_reply=created)
+        replies = self.runner.run_batch(calls, raise_errors=False, on_reply=created)
+        lost = [call for call, reply in enumerate(replies) if isinstance(reply, DataLossDetected)]
+        if lost:  # refused before any write: these jobs were not lost, enqueue them now
+            again = self.runner.run_batch([calls[call] for call in lost], raise_errors=False)
+            for call, reply in zip(lost, again, strict=True):
+                replies[call] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         for call, ((queue, chunk), reply) in enumerate(zip(chunks, replies, strict=True)):
             created(call, reply)
             for index, state in zip(chunk, reply[1:], strict=True):
                 if jobs[index] is None:  # already there (same id, or a unique key held)
-                    jobs[index] = self.get(make_job_id(queue, decode(state[1])))
+                    jobs[index] = self.reads.get(make_job_id(queue, text(state[1])))
         return [job for job in jobs if job is not None]
 
     def _enqueue_one(
@@ -232,9 +262,11 @@ class ProducerMixin(EngineBase):
                 return
             drafts.append(job)
 
-        now_ms, status, _ = self.run("enqueue_one", spec.queue, keys, args, spin, while_redis_runs)
-        if decode(status) != "new":  # a repeated call after a lost reply: the job is there
-            return self.get(make_job_id(spec.queue, item.local_id))
+        now_ms, status, _ = self.runner.run_despite_loss(
+            "enqueue_one", spec.queue, keys, args, spin, while_redis_runs
+        )
+        if text(status) != "new":  # a repeated call after a lost reply: the job is there
+            return self.reads.get(make_job_id(spec.queue, item.local_id))
         if drafts:
             job = drafts[-1]
             object.__setattr__(job, "enqueued_at", ms_to_datetime(int(now_ms)))  # not seen yet
@@ -266,14 +298,10 @@ class ProducerMixin(EngineBase):
         if max_attempts != 1:
             fields += ["max", max_attempts]
         if spec.timeout is not None:
-            if (
-                isinstance(spec.timeout, bool)
-                or not isinstance(spec.timeout, int | float)
-                or not math.isfinite(spec.timeout)
-                or spec.timeout <= 0
-            ):
+            if not valid_timeout(spec.timeout):
                 raise InvalidJob(
-                    f"timeout must be a positive number of seconds, not {spec.timeout!r}."
+                    f"timeout must be a number of seconds from {MIN_TIMEOUT} to {MAX_TIMEOUT} "
+                    f"(a year), not {spec.timeout!r}."
                 )
             fields += ["timeout", repr(float(spec.timeout))]
         if spec.result_ttl is not None:
@@ -311,12 +339,13 @@ class ProducerMixin(EngineBase):
         if size > self.config.max_payload_bytes:
             raise InvalidJob(
                 f"The job's arguments take {size} bytes, more than the limit of "
-                f"{self.config.max_payload_bytes}; pass a reference (an id, a path) instead."
+                f"{self.config.max_payload_bytes} (JOBQUEUE['ARGUMENTS_BYTES']); pass a "
+                "reference (an id, a path) instead."
             )
         return args, kwargs, fields
 
     def _script_input(self, queue: str, items: list[_Prepared]) -> tuple[list, list]:
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         keys = [qk.meta, qk.ready, qk.scheduled, qk.events, qk.wake, qk.uniques]
         args: list[Any] = [queue, self.config.events_maxlen, self.config.wake_cap, len(items)]
         for item in items:

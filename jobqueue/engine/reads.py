@@ -9,9 +9,19 @@ from datetime import datetime
 
 import redis
 
-from .base import EngineBase, decode
+from .codec import text
 from .errors import CorruptJob, JobNotFound, JobqueueError, WaitTimeout
-from .job import Job, JobState, ms_to_datetime, split_job_id, validate_queue_name
+from .job import (
+    FIELDS,
+    FINISHED_STATES,
+    Job,
+    JobState,
+    ms_to_datetime,
+    parse_state,
+    split_job_id,
+    validate_queue_name,
+)
+from .runner import Part
 
 BLOCK_SLICE = 5.0  # seconds per BLPOP; below the client's socket timeout
 
@@ -26,7 +36,9 @@ class QueueInfo:
     data_lost_at: datetime | None  # when the engine noticed Redis lost this queue's data
 
 
-class ReadsMixin(EngineBase):
+class Reads(Part):
+    """Reading jobs and queues: plain Redis reads (no script changes anything here)."""
+
     def get(self, job_id: str) -> Job:
         """The job with this id. Raises JobNotFound, or CorruptJob for malformed data."""
         return self.get_many([job_id])[0]
@@ -45,22 +57,45 @@ class ReadsMixin(EngineBase):
         are skipped)."""
         return [found for found in self._read(job_ids) if isinstance(found, Job)]
 
+    def head(self, job_id: str) -> tuple[Job, int]:
+        """The job without its result (``result_json`` is None) and the result's size in
+        bytes (0: none), in one round trip: for a page that shows a preview, so that a
+        40 MiB result is not read to show its first lines. Raises JobNotFound, or CorruptJob
+        for malformed data."""
+        queue, local_id = split_job_id(job_id)
+        jkey = self.keys.queue(queue).job(local_id)
+        names = [name for name in FIELDS if name != "result"]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(jkey, names)
+        pipe.hstrlen(jkey, "result")
+        try:
+            values, size = pipe.execute()
+        except redis.ResponseError as exc:
+            raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {exc}.") from exc
+        except redis.RedisError as exc:
+            raise self.runner.translate(exc, "get", queue) from exc
+        found = zip(names, values, strict=True)
+        raw = {name.encode(): value for name, value in found if value is not None}
+        if not raw:
+            raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
+        return Job.from_redis(queue, local_id, raw), int(size)
+
     def _read(self, job_ids: Sequence[str]) -> list[Job | JobqueueError]:
         """Each job, or the error that stands for it (not found, malformed)."""
         parsed = [split_job_id(job_id) for job_id in job_ids]
         pipe = self.client.pipeline(transaction=False)
         for queue, local_id in parsed:
-            pipe.hgetall(self.qkeys(queue).job(local_id))
+            pipe.hgetall(self.keys.queue(queue).job(local_id))
         try:
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
-            raise self.translate(exc, "get") from exc
+            raise self.runner.translate(exc, "get") from exc
         out: list[Job | JobqueueError] = []
         for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
             if isinstance(raw, redis.ResponseError):
                 out.append(CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}."))
             elif isinstance(raw, Exception):
-                raise self.translate(raw, "get", queue)
+                raise self.runner.translate(raw, "get", queue)
             elif not raw:
                 out.append(
                     JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
@@ -75,9 +110,9 @@ class ReadsMixin(EngineBase):
     def queues(self) -> list[str]:
         """Every queue name ever used under this prefix."""
         try:
-            return sorted(decode(q) for q in self.client.smembers(self.keys.queues))
+            return sorted(text(q) for q in self.client.smembers(self.keys.queues))
         except redis.RedisError as exc:
-            raise self.translate(exc, "queues") from exc
+            raise self.runner.translate(exc, "queues") from exc
 
     def counts(self, queue: str) -> dict[JobState, int]:
         """How many jobs of ``queue`` are in each state."""
@@ -85,7 +120,7 @@ class ReadsMixin(EngineBase):
 
     def queue_info(self, queue: str) -> QueueInfo:
         validate_queue_name(queue)
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         sets = [
             (JobState.SCHEDULED, qk.scheduled),
             (JobState.QUEUED, qk.ready),
@@ -101,8 +136,8 @@ class ReadsMixin(EngineBase):
         try:
             *sizes, meta = pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "queue_info", queue) from exc
-        meta = {decode(k): decode(v) for k, v in meta.items()}
+            raise self.runner.translate(exc, "queue_info", queue) from exc
+        meta = {text(k): text(v) for k, v in meta.items()}
         return QueueInfo(
             name=queue,
             paused=meta.get("paused") == "1",
@@ -117,13 +152,15 @@ class ReadsMixin(EngineBase):
     ) -> list[str]:
         """Ids of ``queue``'s jobs in ``state``: next to run first for queued / scheduled /
         running, most recent first for finished states."""
-        zset = self._state_set(queue, state)  # type: ignore[attr-defined]
-        newest_first = JobState(state) in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+        wanted = parse_state(state)
+        zset = self.keys.queue(validate_queue_name(queue)).of_state(wanted.value)
         try:
-            ids = self.client.zrange(zset, offset, offset + limit - 1, desc=newest_first)
+            ids = self.client.zrange(
+                zset, offset, offset + limit - 1, desc=wanted in FINISHED_STATES
+            )
         except redis.RedisError as exc:
-            raise self.translate(exc, "job_ids", queue) from exc
-        return [f"{queue}:{decode(i)}" for i in ids]
+            raise self.runner.translate(exc, "job_ids", queue) from exc
+        return [f"{queue}:{text(i)}" for i in ids]
 
     def jobs(
         self, queue: str, state: JobState | str, offset: int = 0, limit: int = 50
@@ -138,13 +175,13 @@ class ReadsMixin(EngineBase):
         WaitTimeout after ``timeout`` seconds, JobNotFound if the job does not exist.
         """
         queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                state = decode(self.scripts.run("wait_prepare", [qk.job(local_id)], []))
+                state = text(self.runner.scripts.run("wait_prepare", [qk.job(local_id)], []))
             except redis.RedisError as exc:
-                raise self.translate(exc, "wait_prepare", queue) from exc
+                raise self.runner.translate(exc, "wait_prepare", queue) from exc
             if not state:
                 raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
             if state != "waiting":
@@ -157,4 +194,4 @@ class ReadsMixin(EngineBase):
                     [qk.done(local_id)], timeout=max(min(remaining, BLOCK_SLICE), 0.01)
                 )
             except redis.RedisError as exc:
-                raise self.translate(exc, "wait", queue) from exc
+                raise self.runner.translate(exc, "wait", queue) from exc

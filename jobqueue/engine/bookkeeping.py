@@ -6,7 +6,9 @@ machine. None of it is a job transition, so none of it is a script or an event.
   ``worker_dead_after`` is shown as dead; after ``worker_forget_after`` it is removed.
 - ``<prefix>:{<queue>}:log:<id>`` (list of JSON records), capped, expiring with the job.
 - ``<prefix>:schedules`` (hash): ``<name>:last`` (last tick ms), ``<name>:paused``,
-  ``<name>:job`` (id of the last job enqueued), one field each so no update overwrites another.
+  ``<name>:job`` (id of the last job enqueued), one field each so no update overwrites another,
+  and ``<name>:v``, the state's version, bumped in the same MULTI as every change: a copy made
+  from an older read (the mirror's row) can tell it is older.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from typing import Any
 import redis
 
 from . import codec
-from .base import EngineBase, decode
+from .codec import text
 from .job import ms_to_datetime, split_job_id
+from .runner import Part
 
 LOG_CAP = 500  # records kept per job
-LOG_MESSAGE_CAP = 4000  # characters kept per record
 
 
 @dataclass(frozen=True)
@@ -43,20 +45,12 @@ class WorkerInfo:
     working_time: float = 0.0  # seconds spent running jobs
 
 
-class BookkeepingMixin(EngineBase):
-    def redis_time_ms(self) -> int:
-        """Now, on the Redis clock (the clock every lease and heartbeat is measured on)."""
-        try:
-            seconds, micros = self.client.time()
-        except redis.RedisError as exc:
-            raise self.translate(exc, "time") from exc
-        return int(seconds) * 1000 + int(micros) // 1000
+class WorkerRegistry(Part):
+    """Every worker's record, like RQ's ``rq:workers``: kept by each worker's heartbeat."""
 
-    # -- worker registry ----------------------------------------------------------------
-
-    def worker_heartbeat(self, name: str, fields: Mapping[str, Any]) -> None:
+    def heartbeat(self, name: str, fields: Mapping[str, Any]) -> None:
         """Record a worker's state and heartbeat (on the Redis clock)."""
-        now = self.redis_time_ms()
+        now = self.runner.now_ms()
         key = self.keys.worker(name)
         mapping = {
             k: (",".join(v) if isinstance(v, list | tuple) else v) for k, v in fields.items()
@@ -69,9 +63,9 @@ class BookkeepingMixin(EngineBase):
             pipe.zadd(self.keys.workers, {name: now})
             pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "worker_heartbeat") from exc
+            raise self.runner.translate(exc, "worker_heartbeat") from exc
 
-    def worker_gone(self, name: str) -> None:
+    def gone(self, name: str) -> None:
         """A worker's clean exit: remove it from the registry."""
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -79,26 +73,26 @@ class BookkeepingMixin(EngineBase):
             pipe.zrem(self.keys.workers, name)
             pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "worker_gone") from exc
+            raise self.runner.translate(exc, "worker_gone") from exc
 
-    def workers(self) -> list[WorkerInfo]:
+    def all(self) -> list[WorkerInfo]:
         """Every registered worker, live ones first; dead ones are marked ``alive=False``."""
         try:
-            now = self.redis_time_ms()
+            now = self.runner.now_ms()
             entries = self.client.zrange(self.keys.workers, 0, -1, withscores=True)
             pipe = self.client.pipeline(transaction=False)
             for name, _ in entries:
-                pipe.hgetall(self.keys.worker(decode(name)))
+                pipe.hgetall(self.keys.worker(text(name)))
             hashes = pipe.execute() if entries else []
         except redis.RedisError as exc:
-            raise self.translate(exc, "workers") from exc
+            raise self.runner.translate(exc, "workers") from exc
         out = []
         for (raw_name, score), raw in zip(entries, hashes, strict=True):
-            h = {decode(k): decode(v) for k, v in raw.items()}
+            h = {text(k): text(v) for k, v in raw.items()}
             alive = now - score < self.config.worker_dead_after * 1000
             out.append(
                 WorkerInfo(
-                    name=decode(raw_name),
+                    name=text(raw_name),
                     alive=alive,
                     last_heartbeat=ms_to_datetime(int(score)),
                     hostname=h.get("hostname", ""),
@@ -116,31 +110,34 @@ class BookkeepingMixin(EngineBase):
         out.sort(key=lambda w: (not w.alive, w.name))
         return out
 
-    def forget_dead_workers(self) -> int:
+    def forget_dead(self) -> int:
         """Remove workers whose heartbeat stopped longer than ``worker_forget_after`` ago."""
         try:
-            cutoff = self.redis_time_ms() - int(self.config.worker_forget_after * 1000)
+            cutoff = self.runner.now_ms() - int(self.config.worker_forget_after * 1000)
             names = self.client.zrangebyscore(self.keys.workers, "-inf", cutoff)
             if names:
                 pipe = self.client.pipeline(transaction=False)
                 for name in names:
-                    pipe.delete(self.keys.worker(decode(name)))
+                    pipe.delete(self.keys.worker(text(name)))
                 pipe.zrem(self.keys.workers, *names)
                 pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "forget_dead_workers") from exc
+            raise self.runner.translate(exc, "forget_dead_workers") from exc
         return len(names)
 
-    # -- per-job logs ----------------------------------------------------------------------
 
-    def append_logs(self, job_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+class JobLogs(Part):
+    """The log records each task wrote while it ran, kept beside its job."""
+
+    def append(self, job_id: str, records: Sequence[Mapping[str, Any]]) -> None:
         """Keep log records written by the task while it ran (the last LOG_CAP of them)."""
         if not records:
             return
         queue, local_id = split_job_id(job_id)
-        key = self.qkeys(queue).log(local_id)
+        key = self.keys.queue(queue).log(local_id)
+        cap = self.config.log_line_bytes
         encoded = [
-            codec.encode({**r, "msg": str(r.get("msg", ""))[:LOG_MESSAGE_CAP]}) for r in records
+            codec.encode({**r, "msg": codec.clip(str(r.get("msg", "")), cap)}) for r in records
         ]
         ttl = max(self.config.failed_ttl, self.config.result_ttl) * 1000
         try:
@@ -150,14 +147,15 @@ class BookkeepingMixin(EngineBase):
             pipe.pexpire(key, ttl)
             pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "append_logs", queue) from exc
+            raise self.runner.translate(exc, "append_logs", queue) from exc
 
-    def logs(self, job_id: str) -> list[dict[str, Any]]:
+    def read(self, job_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The job's log records, from the ``start``-th on."""
         queue, local_id = split_job_id(job_id)
         try:
-            raw = self.client.lrange(self.qkeys(queue).log(local_id), 0, -1)
+            raw = self.client.lrange(self.keys.queue(queue).log(local_id), start, -1)
         except redis.RedisError as exc:
-            raise self.translate(exc, "logs", queue) from exc
+            raise self.runner.translate(exc, "logs", queue) from exc
         records = []
         for item in raw:
             try:
@@ -168,35 +166,39 @@ class BookkeepingMixin(EngineBase):
                 records.append(record)
         return records
 
-    # -- schedule state --------------------------------------------------------------------
 
-    def schedule_states(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
-        """``{name: {"last": ms, "paused": "1", "job": id}}`` for each schedule (fields present
-        only when set)."""
+class ScheduleStates(Part):
+    """Each periodic schedule's state: its last tick, whether it is paused, its last job."""
+
+    def get(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{name: {"last": ms, "paused": "1", "job": id, "v": version}}`` for each schedule
+        (fields present only when set), all read at one moment."""
         if not names:
             return {}
-        fields = [f"{n}:{part}" for n in names for part in ("last", "paused", "job")]
+        fields = [f"{n}:{part}" for n in names for part in ("last", "paused", "job", "v")]
         try:
             values = self.client.hmget(self.keys.schedules, fields)
         except redis.RedisError as exc:
-            raise self.translate(exc, "schedule_states") from exc
+            raise self.runner.translate(exc, "schedule_states") from exc
         states: dict[str, dict[str, str]] = {n: {} for n in names}
         for field_name, value in zip(fields, values, strict=True):
             if value is not None:
                 name, _, part = field_name.rpartition(":")
-                states[name][part] = decode(value)
+                states[name][part] = text(value)
         return states
 
-    def set_schedule_state(self, name: str, **parts: str | int | None) -> None:
-        """Set (or, with None, clear) fields of one schedule's state."""
+    def set(self, name: str, **parts: str | int | None) -> None:
+        """Set (or, with None, clear) fields of one schedule's state, and bump its version in
+        the same transaction (one key, so one slot on a cluster too)."""
         key = self.keys.schedules
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=True)
             for part, value in parts.items():
                 if value is None:
                     pipe.hdel(key, f"{name}:{part}")
                 else:
                     pipe.hset(key, f"{name}:{part}", value)
+            pipe.hincrby(key, f"{name}:v", 1)
             pipe.execute()
         except redis.RedisError as exc:
-            raise self.translate(exc, "set_schedule_state") from exc
+            raise self.runner.translate(exc, "set_schedule_state") from exc

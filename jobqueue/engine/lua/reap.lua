@@ -11,7 +11,7 @@
 -- KEYS[6]  uniques   KEYS[7] wake   KEYS[8] canceled registry
 -- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] job key prefix
 -- ARGV[5]  done-list prefix   ARGV[6] stall limit   ARGV[7] batch size
--- ARGV[8]  failed TTL ms   ARGV[9] registry size limit
+-- ARGV[8]  failed TTL ms   ARGV[9] registry size limit   ARGV[10] wake cap
 -- Returns  {requeued local ids, ended (dead or canceled) local ids}
 local meta, leases, ready, failed, events, uniques, wake, canceled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -25,7 +25,8 @@ local requeued, ended = {}, {}
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now, 'LIMIT', 0, batch)
 local k = {queue = queue, maxlen = maxlen, max_stalls = max_stalls, ttl = ttl, limit = limit,
   why = 'the lease expired (the worker died or hung)', ready = ready, failed = failed,
-  canceled = canceled, events = events, uniques = uniques, wake = wake}
+  canceled = canceled, events = events, uniques = uniques, wake = wake,
+  wake_cap = tonumber(ARGV[10])}
 for _, lid in ipairs(expired) do
   local jkey = prefix .. lid
   redis.call('ZREM', leases, lid)

@@ -90,11 +90,31 @@ local function next_version(text)
   return n and n + 1 or 1
 end
 
+-- Longest value an event copies from the job hash, in bytes. A longer one (a big result,
+-- big arguments, a long error) is left out of the event, its name listed in the event's 'big'
+-- field: a reader that needs it reads the job's hash, so no payload is held twice in memory.
+local EVENT_VALUE_MAX = 65536
+
 -- Appends one event: the job's local id, queue, new state, version, time and the changed
--- job-hash fields verbatim (flat name/value pairs).
+-- job-hash fields verbatim (flat name/value pairs), but for values past EVENT_VALUE_MAX.
 local function emit(stream, maxlen, queue, lid, state, version, t, changes)
+  local kept, big = changes, nil
+  for i = 2, #changes, 2 do
+    if string.len(changes[i]) > EVENT_VALUE_MAX then
+      big = big and (big .. ',' .. changes[i - 1]) or changes[i - 1]
+    end
+  end
+  if big then
+    kept = {}
+    for i = 1, #changes, 2 do
+      if string.len(changes[i + 1]) <= EVENT_VALUE_MAX then
+        kept[#kept + 1] = changes[i]; kept[#kept + 1] = changes[i + 1]
+      end
+    end
+    kept[#kept + 1] = 'big'; kept[#kept + 1] = big
+  end
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-    'id', lid, 'q', queue, 's', state, 'v', version, 't', t, unpack(changes))
+    'id', lid, 'q', queue, 's', state, 'v', version, 't', t, unpack(kept))
 end
 
 -- Wakes the `w` wait() calls blocked on the job's end (its 'w' field, already read; the
@@ -133,6 +153,47 @@ local function add_to_registry(reg, lid, now, ttl_ms, limit)
   redis.call('ZREMRANGEBYRANK', reg, 0, -(limit + 1))
 end
 
+-- A job ends failed or canceled (complete.lua ends jobs succeeded its own, batched way): its
+-- cancel request is dropped, its unique key freed, its wait() calls woken, and it is kept
+-- for `k.ttl` ms, listed in `registry` (bounded by age and by `k.limit` ids). `k` carries
+-- the uniques hash, the job's done list, the ttl and the limit.
+local function finish(jkey, lid, now, registry, k)
+  redis.call('HDEL', jkey, 'cancel')
+  release_unique(k.uniques, jkey, lid)
+  notify_waiters(jkey, k.done)
+  redis.call('PEXPIRE', jkey, k.ttl)
+  add_to_registry(registry, lid, now, k.ttl, k.limit)
+end
+
+-- Wakes up to `count` blocked workers: that many tokens pushed onto the queue's wake list,
+-- which keeps at most `cap` (a hint that jobs wait, never a count of them).
+local function wake_workers(key, count, cap)
+  local tokens = {}
+  for t = 1, math.min(count, cap) do tokens[t] = '1' end
+  if redis.call('LPUSH', key, unpack(tokens)) > cap then
+    redis.call('LTRIM', key, 0, cap - 1)
+  end
+end
+
+-- Leases job `lid` to `worker` until now + `lease_ms`: a fence token from the queue's counter
+-- (it grows with every lease, so an earlier holder's token never matches again) and the job
+-- in the leases set. `att` is the attempt the lease starts, `workers` the job's workers so far
+-- (nil: none), `first` true for a job that never started before. Returns the token, the
+-- deadline and the job-hash fields recording the lease, which the caller writes (with state
+-- 'running' and the new version) and emits in its 'running' event. claim.lua and
+-- enqueue_one.lua (a new job handed to an idle worker) lease through this one function.
+local function grant_lease(meta, leases, lid, worker, now, lease_ms, att, workers, first)
+  local token = redis.call('HINCRBY', meta, 'fence', 1)
+  local deadline = now + lease_ms
+  local changes = {'att', att, 'token', token, 'worker', worker,
+    'workers', workers and (workers .. ' ' .. worker) or worker, 'last', now, 'lease', deadline}
+  if first then
+    changes[#changes + 1] = 'started'; changes[#changes + 1] = now
+  end
+  redis.call('ZADD', leases, deadline, lid)
+  return token, deadline, changes
+end
+
 -- The job's state, or nil when the key is missing or is not a hash (planted/corrupt data).
 local function job_state(jkey)
   local ok, state = pcall(redis.call, 'HGET', jkey, 'state')
@@ -149,7 +210,7 @@ end
 -- A running job lost its worker (lease expired, or its process died): count a stall, then
 -- cancel it (cancel requested), dead-letter it (stall limit reached) or put it back at the
 -- front of its priority. The caller has removed it from the leases set. `k` carries the keys
--- and options. Returns the new state.
+-- and options (those of finish(), and the wake list and its cap). Returns the new state.
 local function stall(jkey, lid, now, k)
   local stalls = (tonumber(redis.call('HGET', jkey, 'stalls')) or 0) + 1
   local changes = {'stalls', stalls}
@@ -164,8 +225,7 @@ local function stall(jkey, lid, now, k)
   else
     state = 'queued'
     redis.call('ZADD', k.ready, front_score(redis.call('HGET', jkey, 'prio')), lid)
-    redis.call('LPUSH', k.wake, '1')
-    redis.call('LTRIM', k.wake, 0, 99)
+    wake_workers(k.wake, 1, k.wake_cap)
   end
   if state ~= 'queued' then
     changes[#changes + 1] = 'ended'; changes[#changes + 1] = now
@@ -174,11 +234,7 @@ local function stall(jkey, lid, now, k)
   redis.call('HDEL', jkey, 'lease', 'token')
   local v = bump_version(jkey)
   if state ~= 'queued' then
-    redis.call('HDEL', jkey, 'cancel')
-    release_unique(k.uniques, jkey, lid)
-    notify_waiters(jkey, k.done)
-    redis.call('PEXPIRE', jkey, k.ttl)
-    add_to_registry(state == 'failed' and k.failed or k.canceled, lid, now, k.ttl, k.limit)
+    finish(jkey, lid, now, state == 'failed' and k.failed or k.canceled, k)
   end
   emit(k.events, k.maxlen, k.queue, lid, state, v, now, changes)
   return state

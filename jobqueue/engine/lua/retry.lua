@@ -6,7 +6,7 @@
 --
 -- KEYS[1]  meta   KEYS[2] ready   KEYS[3] failed registry   KEYS[4] canceled registry
 -- KEYS[5]  events   KEYS[6] uniques   KEYS[7] wake   KEYS[8] job hash
--- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] local id
+-- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] local id  ARGV[5] wake cap
 -- Returns  {outcome, state}: outcome 'retried' or 'refused'; state after the call
 local meta, ready, failed, canceled, events, uniques, wake, jkey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -22,6 +22,5 @@ redis.call('ZREM', failed, lid)
 redis.call('ZREM', canceled, lid)
 requeue_retry(jkey, lid, now, {meta = meta, ready = ready, uniques = uniques,
   events = events, maxlen = maxlen, queue = queue})
-redis.call('LPUSH', wake, '1')
-redis.call('LTRIM', wake, 0, 99)
+wake_workers(wake, 1, tonumber(ARGV[5]))
 return {'retried', 'queued'}

@@ -7,7 +7,7 @@
 -- KEYS[1]  meta   KEYS[2] ready   KEYS[3] registry (failed or canceled)   KEYS[4] events
 -- KEYS[5]  uniques   KEYS[6] wake
 -- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] job key prefix
--- ARGV[5]  batch size   ARGV[6] the registry's state ('failed' or 'canceled')
+-- ARGV[5]  batch size   ARGV[6] the registry's state ('failed' or 'canceled')   ARGV[7] wake cap
 -- Returns  how many ids were taken from the registry (0 when it is empty)
 local meta, ready, registry, events, uniques, wake =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -27,8 +27,5 @@ for _, lid in ipairs(ids) do
     woken = woken + 1
   end
 end
-if woken > 0 then
-  for _ = 1, math.min(woken, 100) do redis.call('LPUSH', wake, '1') end
-  redis.call('LTRIM', wake, 0, 99)
-end
+if woken > 0 then wake_workers(wake, woken, tonumber(ARGV[7])) end
 return #ids

@@ -8,7 +8,7 @@
 -- KEYS[9]  job hash   KEYS[10] done list
 -- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] local id  ARGV[5] fence token
 -- ARGV[6]  stall limit   ARGV[7] failed TTL ms   ARGV[8] registry size limit
--- ARGV[9]  what happened (kept as the reason when the job is dead-lettered)
+-- ARGV[9]  what happened (kept as the reason when the job is dead-lettered)   ARGV[10] wake cap
 -- Returns  the job's new state ('queued', 'failed' or 'canceled'), or '' when refused
 local meta, leases, ready, failed, canceled, events, uniques, wake, jkey, done =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -20,4 +20,5 @@ redis.call('ZREM', leases, lid)
 return stall(jkey, lid, now_ms(), {
   queue = ARGV[2], maxlen = ARGV[3], max_stalls = tonumber(ARGV[6]), ttl = tonumber(ARGV[7]),
   limit = tonumber(ARGV[8]), why = ARGV[9], ready = ready, failed = failed,
-  canceled = canceled, events = events, uniques = uniques, wake = wake, done = done})
+  canceled = canceled, events = events, uniques = uniques, wake = wake, done = done,
+  wake_cap = tonumber(ARGV[10])})

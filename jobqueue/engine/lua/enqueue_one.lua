@@ -67,27 +67,23 @@ if not worker then
   redis.call('ZADD', ready, ready_score(ARGV[6], seq), lid)
   redis.call('HSET', jkey, 'state', 'queued', 'v', 1, unpack(fields))
   emit(events, maxlen, queue, lid, 'queued', 1, now, fields)
-  local cap = tonumber(ARGV[4])
-  if redis.call('LPUSH', wake, '1') > cap then redis.call('LTRIM', wake, 0, cap - 1) end
+  wake_workers(wake, 1, tonumber(ARGV[4]))
   return {now, 'new', ''}
 end
 
 -- The worker registered is taken out (one job per registration) and the job, created
--- (version 1, its event emitted), is leased to it as claim.lua would: attempt 1, a fence
--- token, a deadline, version 2. It never enters the ready set.
+-- (version 1, its event emitted), is leased to it as claim.lua leases (grant_lease): attempt
+-- 1, a fence token, a deadline, version 2. It never enters the ready set.
 redis.call('ZREM', idle, member)
 local lease_ms = tonumber(ARGV[8])
-local token = string.format('%d', redis.call('HINCRBY', meta, 'fence', 1))
-local deadline = string.format('%d', now + lease_ms)
-local changes = {'att', '1', 'token', token, 'worker', worker, 'workers', worker,
-                 'last', n, 'lease', deadline, 'started', n}
-local row = {'state', 'running', 'v', '2'}
+local token, deadline, changes =
+  grant_lease(meta, leases, lid, worker, now, lease_ms, 1, nil, true)
+local row = {'state', 'running', 'v', 2}
 for _, value in ipairs(fields) do row[#row + 1] = value end
 for _, value in ipairs(changes) do row[#row + 1] = value end
 redis.call('HSET', jkey, unpack(row))
 emit(events, maxlen, queue, lid, 'queued', 1, now, fields)
 emit(events, maxlen, queue, lid, 'running', 2, now, changes)
-redis.call('ZADD', leases, deadline, lid)
-redis.call('RPUSH', inbox, cjson.encode({lid, token, deadline, n, row}))
+redis.call('RPUSH', inbox, cjson.encode({lid, token, deadline, now, row}))
 redis.call('PEXPIRE', inbox, lease_ms)
 return {now, 'new', worker}

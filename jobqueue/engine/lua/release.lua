@@ -5,9 +5,10 @@
 -- KEYS[1]  meta   KEYS[2] leases   KEYS[3] ready   KEYS[4] events   KEYS[5] wake
 -- KEYS[6]  job hash   KEYS[7] canceled registry   KEYS[8] uniques   KEYS[9] done list
 -- ARGV[1]  epoch  ARGV[2] queue  ARGV[3] events maxlen  ARGV[4] local id  ARGV[5] fence token
--- ARGV[6]  TTL ms of a canceled job   ARGV[7] registry size limit
+-- ARGV[6]  TTL ms of a canceled job   ARGV[7] registry size limit   ARGV[8] wake cap
 -- Returns  'queued' or 'canceled', or '' when refused (the token is not the job's current one)
-local meta, leases, ready, events, wake, jkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local meta, leases, ready, events, wake, jkey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local canceled, uniques, done = KEYS[7], KEYS[8], KEYS[9]
 local err = preflight(ARGV[1])
 if err then return err end
@@ -17,12 +18,10 @@ local now = now_ms()
 if redis.call('HGET', jkey, 'cancel') == '1' then
   redis.call('ZREM', leases, lid)
   redis.call('HSET', jkey, 'state', 'canceled', 'ended', now)
-  redis.call('HDEL', jkey, 'lease', 'token', 'cancel')
+  redis.call('HDEL', jkey, 'lease', 'token')
   local v = bump_version(jkey)
-  release_unique(uniques, jkey, lid)
-  notify_waiters(jkey, done)
-  redis.call('PEXPIRE', jkey, tonumber(ARGV[6]))
-  add_to_registry(canceled, lid, now, tonumber(ARGV[6]), tonumber(ARGV[7]))
+  finish(jkey, lid, now, canceled,
+    {uniques = uniques, done = done, ttl = tonumber(ARGV[6]), limit = tonumber(ARGV[7])})
   emit(events, ARGV[3], ARGV[2], lid, 'canceled', v, now, {'ended', now})
   return 'canceled'
 end
@@ -47,7 +46,6 @@ if not cut then
 end
 redis.call('HDEL', jkey, 'lease', 'token')
 local v = bump_version(jkey)
-redis.call('LPUSH', wake, '1')
-redis.call('LTRIM', wake, 0, 99)
+wake_workers(wake, 1, tonumber(ARGV[8]))
 emit(events, ARGV[3], ARGV[2], lid, 'queued', v, now, changes)
 return 'queued'

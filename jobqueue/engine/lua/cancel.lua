@@ -25,10 +25,7 @@ if state == 'queued' or state == 'scheduled' then
   local changes = {'ended', now, 'reason', reason}
   redis.call('HSET', jkey, 'state', 'canceled', unpack(changes))
   local v = bump_version(jkey)
-  release_unique(uniques, jkey, lid)
-  notify_waiters(jkey, done)
-  redis.call('PEXPIRE', jkey, ttl)
-  add_to_registry(canceled, lid, now, ttl, limit)
+  finish(jkey, lid, now, canceled, {uniques = uniques, done = done, ttl = ttl, limit = limit})
   emit(events, maxlen, queue, lid, 'canceled', v, now, changes)
   return {'canceled', 'canceled'}
 elseif state == 'running' then

@@ -1,107 +1,43 @@
-"""The worker's side: claim jobs under a lease, renew it, report progress, complete, fail,
-release, and reap the jobs of workers that died. Every call after the claim presents the fence
-token; a call with a stale token is refused and changes nothing.
+"""The worker's protocol with Redis: claim jobs under a lease, renew it, report progress,
+complete, fail, release or abandon, and reap the jobs of workers that died. Every call after the
+claim presents the fence token; a call with a stale token is refused and changes nothing.
+
+Only a worker holds a :class:`WorkerProtocol` (``Engine.worker_protocol()``); nothing here is
+part of the API a site uses to enqueue and steer jobs.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import codec
-from .base import EngineBase, decode
+from .claims import ClaimBatch, Claimed, Failure, Finished, Renewal, Success
+from .codec import text
+from .config import EngineConfig
 from .errors import CorruptJob, LeaseLost
+from .handoff import Handoff
 from .job import Job, JobState, make_job_id, pairs_to_dict, split_job_id
+from .runner import Call, Part, ScriptRunner
 
-MAX_TRACEBACK = 64 * 1024  # characters of traceback kept per failed attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One leased job. ``job`` is None when its data in Redis was malformed (``error`` says
-    why); the worker must then fail it with that error instead of running anything."""
-
-    job_id: str
-    queue: str
-    local_id: str
-    token: str
-    deadline_ms: int
-    job: Job | None
-    error: CorruptJob | None = None
-    fields: dict[str, str] | None = None  # the job hash as text, to hand to another process
-
-    @property
-    def timeout(self) -> float | None:
-        """The job's timeout, read from its fields (no full parse needed)."""
-        try:
-            text = (self.fields or {}).get("timeout")
-            return float(text) if text else None
-        except ValueError:
-            return None
-
-    @property
-    def attempts(self) -> int:
-        try:
-            return int((self.fields or {}).get("att") or 0)
-        except ValueError:
-            return 0
+TRACEBACK_HEAD = 1000  # bytes of a clipped traceback kept from its beginning (the rest: its end)
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimBatch:
-    now_ms: int  # the Redis clock when the claim ran
-    next_due_ms: int | None  # earliest scheduled job of the queue, if any
-    jobs: list[Claimed]
+class WorkerProtocol(Part):
+    """What a worker says to Redis about the jobs it runs, each a script call: built as a
+    :data:`Call` (to share a round trip with others, ``ScriptRunner.run_batch``) or run
+    alone. ``handoff`` is the part about idle children (:mod:`.handoff`)."""
 
+    def __init__(self, runner: ScriptRunner, config: EngineConfig) -> None:
+        super().__init__(runner, config)
+        self.handoff = Handoff(runner)
 
-@dataclass(frozen=True, slots=True)
-class Renewal:
-    now_ms: int
-    deadline_ms: int
-    renewed: dict[str, bool]  # local id -> still ours
-    cancel_requested: set[str]  # local ids whose cancel was requested
+    def run_batch(self, calls: list[Call], raise_errors: bool = True) -> list[Any]:
+        """Several calls in one round trip (:meth:`ScriptRunner.run_batch`)."""
+        return self.runner.run_batch(calls, raise_errors=raise_errors)
 
-
-Call = tuple[str, str, list[str], list[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Success:
-    job_id: str
-    token: str
-    result: bytes | str  # the return value, already JSON
-    result_ttl: int | None = None  # None: the job's own, else the configured default
-
-    @property
-    def queue(self) -> str:
-        return self.job_id.partition(":")[0]
-
-    @property
-    def local_id(self) -> str:
-        return self.job_id.partition(":")[2]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    job_id: str
-    token: str
-    exception_class: str
-    traceback: str
-    attempt: int = 0
-    retry: bool = True  # False: this error must not be retried (unknown task, corrupt data)
-    delay: float | None = None  # None: exponential backoff with jitter
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    completed: dict[str, bool]  # job id -> recorded (False: the lease was lost)
-    failed: dict[str, JobState | None]  # job id -> new state (None: the lease was lost)
-
-
-class LeaseMixin(EngineBase):
     def claim(
         self,
         queue: str,
@@ -113,35 +49,39 @@ class LeaseMixin(EngineBase):
         """Lease up to ``count`` ready jobs of ``queue`` to ``worker``. With ``parse=False``
         the jobs are left as text (``Claimed.fields``) for the process that runs them."""
         return self.read_claim(
-            queue, self.run(*self.claim_call(queue, worker, count, lease)), parse
+            queue, self.runner.run(*self.claim_call(queue, worker, count, lease)), parse
         )
 
     def claim_call(self, queue: str, worker: str, count: int, lease: float | None = None) -> Call:
-        qk = self.qkeys(queue)
+        """A claim, with a request id of its own: sent again (its reply was lost), the same
+        call returns the jobs it leased the first time, and leases no more."""
+        qk = self.keys.queue(queue)
         lease_ms = int(lease * 1000) if lease is not None else self.config.lease_ms
+        request = os.urandom(8).hex()
         keys = [qk.meta, qk.ready, qk.scheduled, qk.leases, qk.events, qk.failed]
+        keys.append(qk.claim_request(request))
         args = [queue, self.config.events_maxlen, qk.job_prefix, worker, lease_ms, count]
-        args += [self.config.promote_batch, self.config.failed_ttl * 1000]
-        return ("claim", queue, keys, [*args, self.config.registry_limit])
+        args += [self.config.promote_batch, self.config.failed_ttl_ms]
+        return ("claim", queue, keys, [*args, self.config.registry_limit, request])
 
     def read_claim(self, queue: str, reply: Any, parse: bool = True) -> ClaimBatch:
         next_due = int(reply[1])
         claimed = []
         for local_raw, token, deadline, fields in reply[2:]:
-            local_id = decode(local_raw)
+            local_id = text(local_raw)
             job: Job | None = None
             error: CorruptJob | None = None
-            text: dict[str, str] | None = None
+            as_text: dict[str, str] | None = None
             try:
-                text = pairs_to_dict(map(bytes.decode, fields))
-                job = Job.from_fields(queue, local_id, text) if parse else None
+                as_text = pairs_to_dict(map(bytes.decode, fields))
+                job = Job.from_fields(queue, local_id, as_text) if parse else None
             except UnicodeDecodeError as exc:
                 error = CorruptJob(f"Job {queue}:{local_id} holds bytes that are not text: {exc}.")
             except CorruptJob as exc:
                 error = exc
             job_id = make_job_id(queue, local_id)
             claimed.append(
-                Claimed(job_id, queue, local_id, decode(token), int(deadline), job, error, text)
+                Claimed(job_id, queue, local_id, text(token), int(deadline), job, error, as_text)
             )
         return ClaimBatch(int(reply[0]), next_due if next_due >= 0 else None, claimed)
 
@@ -149,12 +89,12 @@ class LeaseMixin(EngineBase):
         self, queue: str, leases: Sequence[tuple[str, str]], lease: float | None = None
     ) -> Renewal:
         """Extend the leases of ``(local id, token)`` pairs of one queue."""
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         lease_ms = int(lease * 1000) if lease is not None else self.config.lease_ms
         args: list[Any] = [lease_ms]
         for local_id, token in leases:
             args += [local_id, token]
-        reply = self.run(
+        reply = self.runner.run(
             "renew", queue, [qk.meta, qk.leases, *(qk.job(lid) for lid, _ in leases)], args
         )
         statuses = [int(s) for s in reply[2:]]
@@ -170,11 +110,11 @@ class LeaseMixin(EngineBase):
     ) -> None:
         """Record a running job's progress. Raises LeaseLost when the token is stale."""
         queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         payload = codec.dumps(
             {"done": done, "total": total, "message": str(message)[:500]}, what="progress"
         )
-        ok = self.run(
+        ok = self.runner.run(
             "progress",
             queue,
             [qk.meta, qk.events, qk.job(local_id)],
@@ -186,7 +126,7 @@ class LeaseMixin(EngineBase):
     # -- finishing: each builder returns one (script, queue, keys, args) call --------------
 
     def complete_call(self, queue: str, results: Sequence[Success]) -> Call:
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         keys = [qk.meta, qk.leases, qk.succeeded, qk.events, qk.uniques]
         args: list[Any] = [
             queue,
@@ -202,10 +142,8 @@ class LeaseMixin(EngineBase):
 
     def fail_call(self, failure: Failure) -> Call:
         queue, local_id = split_job_id(failure.job_id)
-        qk = self.qkeys(queue)
-        traceback = failure.traceback
-        if len(traceback) > MAX_TRACEBACK:
-            traceback = traceback[:1000] + "\n[...]\n" + traceback[-(MAX_TRACEBACK - 1000) :]
+        qk = self.keys.queue(queue)
+        traceback = codec.clip(failure.traceback, self.config.traceback_bytes, TRACEBACK_HEAD)
         error = codec.dumps(
             {"c": str(failure.exception_class)[:300], "tb": traceback, "n": failure.attempt},
             what="error",
@@ -216,41 +154,33 @@ class LeaseMixin(EngineBase):
             delay_ms = int(1000 * delay)
         keys = [qk.meta, qk.leases, qk.scheduled, qk.failed, qk.canceled, qk.events]
         keys += [qk.uniques, qk.job(local_id), qk.done(local_id)]
-        args = [queue, self.config.events_maxlen, self.config.failed_ttl * 1000]
+        args = [queue, self.config.events_maxlen, self.config.failed_ttl_ms]
         args += [self.config.registry_limit, local_id, failure.token, error, delay_ms]
-        return ("fail", queue, keys, [*args, failure.reason[:1000]])
+        args += [failure.reason[:1000], self.config.errors_kept, self.config.errors_kept_bytes]
+        return ("fail", queue, keys, args)
 
     def release_call(self, job_id: str, token: str) -> Call:
         queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         keys = [qk.meta, qk.leases, qk.ready, qk.events, qk.wake, qk.job(local_id)]
         keys += [qk.canceled, qk.uniques, qk.done(local_id)]
-        args = [queue, self.config.events_maxlen, local_id, token]
-        return (
-            "release",
-            queue,
-            keys,
-            [*args, self.config.failed_ttl * 1000, self.config.registry_limit],
-        )
+        args = [queue, self.config.events_maxlen, local_id, token, self.config.failed_ttl_ms]
+        return ("release", queue, keys, [*args, self.config.registry_limit, self.config.wake_cap])
 
     def abandon_call(self, job_id: str, token: str, why: str) -> Call:
         queue, local_id = split_job_id(job_id)
-        qk = self.qkeys(queue)
+        qk = self.keys.queue(queue)
         keys = [qk.meta, qk.leases, qk.ready, qk.failed, qk.canceled, qk.events, qk.uniques]
         keys += [qk.wake, qk.job(local_id), qk.done(local_id)]
         args = [queue, self.config.events_maxlen, local_id, token, self.config.max_stalls]
-        return (
-            "abandon",
-            queue,
-            keys,
-            [*args, self.config.failed_ttl * 1000, self.config.registry_limit, why],
-        )
+        args += [self.config.failed_ttl_ms, self.config.registry_limit, why, self.config.wake_cap]
+        return ("abandon", queue, keys, args)
 
     def finish_many(self, successes: Sequence[Success], failures: Sequence[Failure]) -> Finished:
         """Record many successes and failures in one round trip (the worker's batched ack).
         Stale tokens are refused one by one, never for the whole batch."""
         calls, read = self.finish_calls(successes, failures)
-        return read(self.run_batch(calls) if calls else [])
+        return read(self.runner.run_batch(calls) if calls else [])
 
     def finish_calls(
         self, successes: Sequence[Success], failures: Sequence[Failure]
@@ -270,7 +200,7 @@ class LeaseMixin(EngineBase):
                     done[item.job_id] = bool(int(status))
             states = {}
             for failure, reply in zip(failures, replies[len(by_queue) :], strict=True):
-                state = decode(reply)
+                state = text(reply)
                 states[failure.job_id] = JobState(state) if state else None
             return Finished(done, states)
 
@@ -284,7 +214,7 @@ class LeaseMixin(EngineBase):
             Success(make_job_id(queue, lid), token, result, ttl)
             for lid, token, result, ttl in results
         ]
-        reply = self.run(*self.complete_call(queue, items))
+        reply = self.runner.run(*self.complete_call(queue, items))
         return [bool(int(s)) for s in reply]
 
     def complete(
@@ -292,7 +222,7 @@ class LeaseMixin(EngineBase):
     ) -> None:
         """Record one job's success. Raises LeaseLost when the token is stale."""
         item = Success(job_id, token, codec.dumps(result, what="return value"), result_ttl)
-        if not int(self.run(*self.complete_call(item.queue, [item]))[0]):
+        if not int(self.runner.run(*self.complete_call(item.queue, [item]))[0]):
             raise LeaseLost(
                 f"Job {job_id!r} is no longer leased with token {token}; "
                 "its result was not recorded."
@@ -318,7 +248,7 @@ class LeaseMixin(EngineBase):
         """Record a failed attempt; returns the job's new state (scheduled for a retry,
         failed, or canceled). Raises LeaseLost when the token is stale."""
         failure = Failure(job_id, token, exception_class, traceback, attempt, retry, delay, reason)
-        state = decode(self.run(*self.fail_call(failure)))
+        state = text(self.runner.run(*self.fail_call(failure)))
         if not state:
             raise LeaseLost(
                 f"Job {job_id!r} is no longer leased with token {token}; "
@@ -329,7 +259,7 @@ class LeaseMixin(EngineBase):
     def release(self, job_id: str, token: str) -> JobState:
         """Give a running job back to the queue, attempt not counted (graceful shutdown).
         Returns QUEUED, or CANCELED when its cancel was requested."""
-        state = decode(self.run(*self.release_call(job_id, token)))
+        state = text(self.runner.run(*self.release_call(job_id, token)))
         if not state:
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
         return JobState(state)
@@ -337,15 +267,15 @@ class LeaseMixin(EngineBase):
     def abandon(self, job_id: str, token: str, why: str = "its process died") -> JobState:
         """The process running the job died: count a stall now (requeue, or dead-letter at
         the stall limit) instead of waiting for the lease to expire."""
-        state = decode(self.run(*self.abandon_call(job_id, token, why)))
+        state = text(self.runner.run(*self.abandon_call(job_id, token, why)))
         if not state:
             raise LeaseLost(f"Job {job_id!r} is no longer leased with token {token}.")
         return JobState(state)
 
     def reap(self, queue: str, batch: int = 100) -> tuple[list[str], list[str]]:
         """Reclaim jobs of ``queue`` whose lease expired: returns (requeued ids, ended ids)."""
-        qk = self.qkeys(queue)
-        requeued, ended = self.run(
+        qk = self.keys.queue(queue)
+        requeued, ended = self.runner.run(
             "reap",
             queue,
             [qk.meta, qk.leases, qk.ready, qk.failed, qk.events, qk.uniques, qk.wake, qk.canceled],
@@ -356,11 +286,12 @@ class LeaseMixin(EngineBase):
                 qk.done_prefix,
                 self.config.max_stalls,
                 batch,
-                self.config.failed_ttl * 1000,
+                self.config.failed_ttl_ms,
                 self.config.registry_limit,
+                self.config.wake_cap,
             ],
         )
         return (
-            [make_job_id(queue, decode(x)) for x in requeued],
-            [make_job_id(queue, decode(x)) for x in ended],
+            [make_job_id(queue, text(x)) for x in requeued],
+            [make_job_id(queue, text(x)) for x in ended],
         )

@@ -68,9 +68,6 @@ for i = 1, count do
 end
 if woken > 0 then
   redis.call('ZADD', ready, unpack(ready_pairs))
-  local tokens = {}
-  for t = 1, math.min(woken, wake_cap) do tokens[t] = '1' end
-  redis.call('LPUSH', wake, unpack(tokens))
-  redis.call('LTRIM', wake, 0, wake_cap - 1)
+  wake_workers(wake, woken, wake_cap)
 end
 return out

@@ -2,7 +2,8 @@
 --
 -- Each job's result (JSON) is stored; the job hash then expires after its result TTL and its
 -- id enters the succeeded registry (bounded by age and size). Refused, with no change, for a
--- job whose fence token is not the caller's.
+-- job whose fence token is not the caller's; a success sent again (its reply was lost after it
+-- ran: the job succeeded under the caller's token) is answered as recorded.
 --
 -- KEYS[1]  meta   KEYS[2] leases   KEYS[3] succeeded registry   KEYS[4] events
 -- KEYS[5]  uniques   then per job i: KEYS[4 + 2i] job hash, KEYS[5 + 2i] done list
@@ -43,6 +44,8 @@ for i = 1, n do
     redis.call('ZADD', registry, now, lid)
     emit(events, maxlen, queue, lid, 'succeeded', v, now, {'result', result, 'ended', now})
     out[#out + 1] = 1
+  elseif ok and h[1] == 'succeeded' and h[2] == token then
+    out[#out + 1] = 1 -- recorded by this same call, whose reply was lost
   else
     out[#out + 1] = 0
   end

@@ -18,8 +18,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .caller import DirectCaller
 from .connection import is_cluster
-from .direct import DirectCaller
 
 SCRIPT_NAMES = (
     "init_queue",
@@ -53,7 +53,7 @@ def source(name: str) -> str:
     """The full text sent to Redis for script ``name``: the helpers of ``_lib.lua`` it uses
     (directly or through another helper), in their order there, then the script itself.
     Helpers a script does not use are left out: each call would define them again."""
-    folder = resources.files(__package__).joinpath("scripts")
+    folder = resources.files("jobqueue.engine").joinpath("lua")
     body = folder.joinpath(f"{name}.lua").read_text()
     helpers = []  # (name, text): each definition of _lib.lua with the comment above it
     for block in folder.joinpath("_lib.lua").read_text().split("\n\n"):
@@ -83,7 +83,7 @@ def sha(name: str) -> str:
 class Scripts:
     """Runs jobqueue's scripts on one client: ``scripts.run("claim", keys, args)``, or many
     in one round trip with ``scripts.run_many``. On a plain or Sentinel client they go
-    through this thread's own connection (``direct.py``); on Cluster, through redis-py."""
+    through this thread's own connection (``caller.py``); on Cluster, through redis-py."""
 
     def __init__(self, client: Any) -> None:
         self.client = client

@@ -1,0 +1,1 @@
+"""How the engine talks to Redis: clients from URLs, the Lua scripts, and the calls' transport."""

@@ -4,46 +4,34 @@ renews, acknowledges and, when needed, kills.
 
 While it has nothing to run, a child also blocks on its own inboxes (one per queue): an enqueue
 that finds it registered as idle leases the new job to it and pushes the claim there
-(``jobqueue/engine/handoff.py``), and the child starts it at once, without waking its parent
-first. It tells the parent it took the job (which then renews its lease like any other) before
-running it, and runs it before any job still waiting in its pipe.
+(``handoff.py``), and the child starts it at once, without waking its parent first. It tells
+the parent it took the job (which then renews its lease like any other) before running it,
+and runs it before any job still waiting in its pipe.
 
 Signals: SIGINT and SIGTERM are ignored (the parent decides when children stop); SIGUSR2 means
 "start no more jobs" (jobs already sent are answered ``skipped``); SIGUSR1 cancels the running
-job; SIGALRM is the running job's soft timeout. On Linux the child is killed with its parent
-(PR_SET_PDEATHSIG), so a job can never outlive the worker that renews its lease.
+job; SIGALRM is the running job's soft timeout. The child dies with its parent (``forking.py``),
+so a job can never outlive the worker that renews its lease.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import select
 import signal
-import sys
 import time
 from collections import deque
-from multiprocessing.connection import Connection
 from typing import Any
 
-from .engine import Job, codec
-from .engine.errors import CorruptJob
+from ..engine import Job, codec
+from ..engine.errors import CorruptJob
+from ..engine.handoff import Handoff
+from .forking import CHILD_SIGNALS, prepare_forked
+from .gate import Gate
+from .pipe import Pipe
 
 logger = logging.getLogger("jobqueue.worker")
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # pragma: no cover - no libc: the pipe's EOF still ends the child
-        pass
 
 
 class _Stop:
@@ -65,61 +53,27 @@ def decode_job(message: dict) -> tuple[str, str, Job | None, CorruptJob | None]:
         return job_id, token, None, exc
 
 
-# Signals a forked process must not receive before its handlers exist (their default action
-# would kill it): the parent blocks them around fork(), the child unblocks them when ready.
-CHILD_SIGNALS = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGALRM}
-
-
-def start_blocked(process: Any) -> None:
-    """Start a fork-context ``process`` with CHILD_SIGNALS blocked until it is ready.
-
-    What the parent has loaded (Django, the task modules) is frozen first (``gc.freeze()``):
-    the child's garbage collector never scans those objects again, so its full collections
-    take microseconds instead of tens of milliseconds (a pause in whatever job it runs), and
-    they do not write to the memory pages it shares with its parent."""
-    gc.collect()  # garbage now would never be freed once frozen
-    gc.freeze()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
-    try:
-        process.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def prepare_forked(parent_pid: int, inherited_fds: list[int]) -> None:
-    """First steps of any process forked by a worker: die with the parent, and drop what was
-    the parent's (its signal wake-up fd, its sockets, other children's pipes)."""
-    _die_with_parent()
-    if os.getppid() != parent_pid:  # the parent died before we could ask to die with it
-        os._exit(0)
-    # The inherited wake-up fd would be written to on every signal; once closed, its number is
-    # reused (a database file, a socket), so unset it first.
-    signal.set_wakeup_fd(-1)
-    for fd in inherited_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 class JobSource:
     """Where a child's next job comes from: a job handed to it through its inboxes first, then
-    the jobs its parent sent over the pipe, in order; when it has none, it waits for either."""
+    the jobs its parent sent over the pipe, in order, but for those the parent took back
+    (``gate.py``); when it has none, it waits for either."""
 
-    def __init__(self, conn: Connection, inboxes: dict[str, str], wait: float) -> None:
-        self.conn = conn
+    def __init__(
+        self, pipe: Pipe, inboxes: dict[str, str], wait: float, gate: Gate | None = None
+    ) -> None:
+        self.pipe = pipe
+        self.gate = gate  # the parent may take back a job from the pipe until it starts
         self.inboxes = inboxes  # inbox key -> queue
         self.queued: deque[dict] = deque()
         self.owed: bytes | None = None  # the announcement of a job taken from an inbox
         self.listener: Any = None
         if inboxes:
-            from .conf import get_engine
-            from .worker_wake import WakeListener
+            from ..conf import get_engine
+            from .wake import WakeListener
 
-            self.engine = get_engine()
-            self.listener = WakeListener(self.engine.client, list(inboxes), wait)
+            self.listener = WakeListener(get_engine().client, list(inboxes), wait)
         self.poller = select.poll()
-        self.poller.register(conn.fileno(), select.POLLIN)
+        self.poller.register(pipe.fileno(), select.POLLIN)
 
     def next(self) -> dict | None:
         """The next job's message; None when the parent closed the pipe."""
@@ -128,8 +82,10 @@ class JobSource:
             handed, answered = self._handed(answered), False
             if handed is not None:
                 return handed
-            if self.queued:
-                return self.queued.popleft()
+            while self.queued:
+                job = self.queued.popleft()
+                if self.gate is None or self.gate.take():
+                    return job  # else the parent took it back: another child runs it
             armed = self.listener is not None and self.listener.arm()
             if armed:
                 self.poller.register(self.listener.fileno(), select.POLLIN)
@@ -141,11 +97,15 @@ class JobSource:
                 fd = self.listener.fileno()
                 self.poller.unregister(fd)
                 answered = any(ready == fd for ready, _ in events)
-            if any(fd == self.conn.fileno() for fd, _ in events):
+            if any(fd == self.pipe.fileno() for fd, _ in events):
                 try:
-                    self.queued.extend(codec.loads(self.conn.recv_bytes()))
-                except (EOFError, OSError):
+                    messages = self.pipe.receive()
+                except OSError:
                     return None
+                if messages is None:
+                    return None
+                for message in messages:
+                    self.queued.extend(codec.loads(message))
 
     def _handed(self, answered: bool) -> dict | None:
         """A claim an enqueue pushed into an inbox, announced to the parent; None if none."""
@@ -158,7 +118,7 @@ class JobSource:
         queue, entry = self.inboxes[key], reply[1]
         entry = entry.decode() if isinstance(entry, bytes) else str(entry)
         try:
-            claim, _ = self.engine.read_handoff(queue, entry)
+            claim, _ = Handoff.read_entry(queue, entry)
         except CorruptJob as exc:  # planted data: its job's lease expires and it is reaped
             logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
             return None
@@ -171,14 +131,15 @@ class JobSource:
         its outcome."""
         if self.owed is not None:
             owed, self.owed = self.owed, None
-            self.conn.send_bytes(owed)
+            self.pipe.send(owed)
 
 
 def child_main(
-    conn: Connection,
+    pipe: Pipe,
     parent_pid: int,
     inherited_fds: list[int],
     inboxes: dict[str, str] | None = None,
+    gate: Gate | None = None,
     inbox_wait: float = 5.0,
 ) -> None:
     """Entry point of a forked child."""
@@ -190,7 +151,7 @@ def child_main(
 
     install_handlers()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
-    source = JobSource(conn, inboxes or {}, inbox_wait)
+    source = JobSource(pipe, inboxes or {}, inbox_wait, gate)
     while True:
         try:
             message = source.next()
@@ -205,7 +166,7 @@ def child_main(
             else:
                 outcome = execute(job_id, token, job, error, before_call=source.announce)
             source.announce()
-            conn.send_bytes(codec.encode(outcome))
+            pipe.send(codec.encode(outcome))
         except OSError:  # the parent is gone (a broken pipe)
             os._exit(0)
     os._exit(0)

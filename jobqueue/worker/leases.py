@@ -1,69 +1,71 @@
-"""The worker parent's upkeep of the jobs it holds: renewing leases (and seeing cancel
+"""The worker parent's care of the leases it holds: renewing them (and seeing cancel
 requests), reaping the expired leases of dead workers, stopping jobs past their timeout, and
-fencing itself when a lease can no longer be renewed."""
+fencing itself when a lease can no longer be renewed: a job whose lease may end before it can
+be renewed (Redis unreachable) has its child killed first, so two attempts of one job never
+overlap."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
-from .engine import Engine, JobqueueError
-from .engine.lease import Failure
-from .worker_pool import Child, InFlight, Pool
+from ..engine.errors import JobqueueError
+from ..engine.protocol import WorkerProtocol
+from .outcomes import OutcomeBuffer
+from .pool import InFlight, Pool
+from .prefetch import PrefetchPolicy
+from .readiness import Readiness
 
 logger = logging.getLogger("jobqueue.worker")
 
 
-class Upkeep:
-    """Mixed into :class:`jobqueue.worker.Worker`, which provides these attributes."""
-
-    engine: Engine
+@dataclass(eq=False)
+class LeaseKeeper:
+    protocol: WorkerProtocol
+    queues: tuple[str, ...]
     pool: Pool
-    options: Any
-    lease: float
-    renew_every: float
-    reap_every: float
-    fence_margin: float
-    next_fence: float  # when to look for leases about to end unrenewed again
-    next_renew: float
-    next_reap: float
-    signals: int
-    maybe_ready: bool
-    failures: list[Failure]
-    releases: list[InFlight]
+    outcomes: OutcomeBuffer
+    readiness: Readiness
+    prefetch: PrefetchPolicy
+    timeout_grace: float  # hard kill this long after a job's soft timeout
+    next_renew: float = 0.0  # when to renew the leases (monotonic)
+    next_reap: float = 0.0  # when to reap expired leases
+    next_fence: float = 0.0  # when to look for leases about to end unrenewed
 
-    if TYPE_CHECKING:
+    def __post_init__(self) -> None:
+        lease = self.lease = self.protocol.config.lease_seconds
+        self.renew_every = lease / 3
+        self.reap_every = min(lease / 2, 5.0)
+        self.fence_margin = min(2.0, lease / 4)
 
-        def _ran(self, seconds: float) -> None: ...  # from Exchange
+    def due_in(self, now: float) -> float:
+        """Seconds until the next renewal or reaping."""
+        return min(self.next_renew, self.next_reap) - now
 
-    def _in_flight(self) -> list[InFlight]:
-        return self.pool.in_flight()
-
-    # -- housekeeping ---------------------------------------------------------------------
-
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
+    def tick(self, now: float, stopping: bool) -> None:
+        """Whatever is due: renew, reap, enforce timeouts, fence (a stopping worker does not
+        replace the children it kills)."""
         if now >= self.next_renew:
             self.next_renew = now + self.renew_every
-            self._renew()
+            self.renew()
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every
-            self._reap()
-        self._enforce_timeouts()
-        if now >= self.next_fence:  # every loop would scan every job held, per job done
+            self.reap()
+        self.enforce_timeouts(stopping)
+        if now >= self.next_fence:  # every loop would scan every job held, once per job done
             self.next_fence = now + self.fence_margin / 4
-            self._self_fence()
+            self.fence(stopping)
 
-    def _renew(self) -> None:
+    def renew(self) -> None:
         by_queue: dict[str, list[InFlight]] = {}
-        for job in self._in_flight():
+        for job in self.pool.in_flight():
             by_queue.setdefault(job.claimed.queue, []).append(job)
         for queue, jobs in by_queue.items():
             started = time.monotonic()
             try:
-                renewal = self.engine.renew(
+                renewal = self.protocol.renew(
                     queue, [(j.claimed.local_id, j.claimed.token) for j in jobs], lease=self.lease
                 )
             except JobqueueError as exc:
@@ -78,32 +80,27 @@ class Upkeep:
                 else:
                     self._lease_lost(job)
 
-    def _holder(self, job: InFlight) -> Child | None:
-        for child in self.pool.children.values():
-            if job in child.jobs:
-                return child
-        return None
-
     def _cancel(self, job: InFlight) -> None:
-        child = self._holder(job)
+        child = self.pool.holder(job)
         if child is not None and child.jobs and child.jobs[0] is job:
             logger.info("job_cancel_requested job=%s child=%d", job.job_id, child.index)
             child.signal(signal.SIGUSR1)
 
     def _lease_lost(self, job: InFlight) -> None:
         """Someone else owns the job now (reaped, deleted): stop our attempt at once."""
-        child = self._holder(job)
+        child = self.pool.holder(job)
         logger.warning("lease_lost job=%s", job.job_id)
         if child is None:
             return
         jobs = self.pool.kill(child)
-        self.releases.extend(j for j in jobs if j is not job)
+        self.outcomes.release([j for j in jobs if j is not job])
         self.pool.spawn(child.index)
 
-    def _reap(self) -> None:
-        for queue in self.options.queues:
+    def reap(self) -> None:
+        """Requeue the jobs of workers whose leases expired (any live worker does this)."""
+        for queue in self.queues:
             try:
-                requeued, ended = self.engine.reap(queue)
+                requeued, ended = self.protocol.reap(queue)
             except JobqueueError as exc:
                 logger.warning("reap_failed queue=%s error=%s", queue, exc)
                 return
@@ -111,18 +108,17 @@ class Upkeep:
                 logger.warning(
                     "reaped queue=%s requeued=%d dead=%d", queue, len(requeued), len(ended)
                 )
-                self.maybe_ready = True
+                self.readiness.wake()
 
-    def _enforce_timeouts(self) -> None:
+    def enforce_timeouts(self, stopping: bool) -> None:
+        """Kill the child of a job past its timeout (plus the grace its own alarm had): the
+        job fails with JobTimeout, the jobs behind it go back."""
         now = time.monotonic()
         for child in list(self.pool.children.values()):
             if not child.jobs or child.current_since is None:
                 continue
             job = child.jobs[0]
-            if (
-                job.timeout is None
-                or now - child.current_since < job.timeout + self.options.timeout_grace
-            ):
+            if job.timeout is None or now - child.current_since < job.timeout + self.timeout_grace:
                 continue
             logger.error(
                 "job_timeout job=%s timeout=%s child=%d killed",
@@ -130,25 +126,20 @@ class Upkeep:
                 job.timeout,
                 child.index,
             )
-            self._ran(now - child.current_since)  # it counts for the prefetch like any other
+            self.prefetch.ran(now - child.current_since)  # it counts like any other job
             jobs = self.pool.kill(child)
-            attempt = job.claimed.attempts
-            self.failures.append(
-                Failure(
-                    job.job_id,
-                    job.claimed.token,
-                    "jobqueue.exceptions.JobTimeout",
-                    f"The job ran longer than its timeout of {job.timeout} "
-                    "seconds; its process was killed.",
-                    attempt=attempt,
-                )
+            self.outcomes.fail(
+                job,
+                "jobqueue.exceptions.JobTimeout",
+                f"The job ran longer than its timeout of {job.timeout} seconds; its process "
+                "was killed.",
             )
-            self.releases.extend(jobs[1:])
-            if not self.signals:
+            self.outcomes.release(jobs[1:])
+            if not stopping:
                 self.pool.spawn(child.index)
 
-    def _self_fence(self) -> None:
-        """Kill any child holding a job whose lease may end before we can renew it."""
+    def fence(self, stopping: bool) -> None:
+        """Kill any child holding a job whose lease may end before it can be renewed."""
         now = time.monotonic()
         for child in list(self.pool.children.values()):
             if any(j.local_deadline - self.fence_margin <= now for j in child.jobs):
@@ -159,5 +150,5 @@ class Upkeep:
                     ",".join(j.job_id for j in jobs),
                 )
                 # Not released: Redis may be unreachable; the leases expire and are reaped.
-                if not self.signals:
+                if not stopping:
                     self.pool.spawn(child.index)

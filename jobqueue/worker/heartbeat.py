@@ -1,5 +1,5 @@
-"""A worker's periodic duties beside running jobs: its heartbeat in the worker registry,
-forgetting workers that died long ago, and firing periodic schedules."""
+"""What the worker's parent does on a timer besides its jobs: its heartbeat in the worker
+registry, forgetting workers that died long ago, and firing the periodic schedules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .engine import Engine, JobqueueError
+from ..engine import Engine, JobqueueError
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -20,7 +20,7 @@ FORGET_EVERY = 60.0
 SCHEDULE_EVERY = 0.5
 
 
-class Duties:
+class Heartbeat:
     def __init__(
         self,
         engine: Engine,
@@ -40,15 +40,17 @@ class Duties:
             "pid": os.getpid(),
             "queues": ",".join(queues),
             "concurrency": concurrency,
-            "birth": engine.redis_time_ms(),
+            "birth": engine.now_ms(),
         }
         self.next_heartbeat = self.next_forget = self.next_schedule = 0.0
         self.last_change_heartbeat = 0.0
         self.shown: tuple[Any, Any] | None = None  # (state, current jobs) last written
+        # When a change of state held back (CHANGE_HEARTBEAT_EVERY) is to be shown.
+        self.change_due = float("inf")
 
     def due_in(self) -> float:
         """Seconds until the next duty."""
-        soonest = min(self.next_heartbeat, self.next_forget)
+        soonest = min(self.next_heartbeat, self.next_forget, self.change_due)
         if self.scheduler is not None:
             soonest = min(soonest, self.next_schedule)
         return soonest - time.monotonic()
@@ -64,11 +66,14 @@ class Duties:
             if now >= self.next_heartbeat or changed:
                 self.next_heartbeat = now + HEARTBEAT_EVERY
                 self.last_change_heartbeat = now
-                self.engine.worker_heartbeat(self.name, {**self.static, **status})
+                self.change_due = float("inf")
+                self.engine.workers.heartbeat(self.name, {**self.static, **status})
                 self.shown = shown
+            elif shown != self.shown:  # shown as soon as the pace allows, not at the next beat
+                self.change_due = self.last_change_heartbeat + CHANGE_HEARTBEAT_EVERY
             if now >= self.next_forget:
                 self.next_forget = now + FORGET_EVERY
-                forgotten = self.engine.forget_dead_workers()
+                forgotten = self.engine.workers.forget_dead()
                 if forgotten:
                     logger.info("dead_workers_forgotten count=%d", forgotten)
             if self.scheduler is not None and now >= self.next_schedule:
@@ -79,6 +84,6 @@ class Duties:
 
     def stopped(self) -> None:
         try:
-            self.engine.worker_gone(self.name)
+            self.engine.workers.gone(self.name)
         except JobqueueError as exc:
             logger.warning("worker_unregister_failed error=%s", exc)

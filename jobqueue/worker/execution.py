@@ -10,7 +10,6 @@ Django's request cycle does.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import os
@@ -24,32 +23,19 @@ from django.db import close_old_connections
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from . import compat
-from .conf import get_engine, jobqueue_settings
-from .engine import (
+from .. import compat
+from ..conf import get_engine, jobqueue_settings
+from ..context import JobContext
+from ..engine import Job, codec, default_registry
+from ..engine.bookkeeping import LOG_CAP
+from ..engine.errors import (
     CorruptJob,
-    Job,
     JobCanceled,
     JobqueueError,
     JobTimeout,
+    ResultTooLarge,
     UnknownTask,
-    codec,
-    default_registry,
 )
-from .engine.workers import LOG_CAP
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class JobContext(compat.TaskContext):  # type: ignore[misc]
-    """The ``context`` a ``takes_context`` task receives: Django's TaskContext plus the job's
-    id, its fence token (to fence side effects) and :meth:`set_progress`."""
-
-    job_id: str
-    token: str
-
-    def set_progress(self, done: float, total: float | None = None, message: str = "") -> None:
-        """Record progress, shown live in the admin. Raises LeaseLost if the job was reclaimed."""
-        get_engine().progress(self.job_id, self.token, done, total, message)
 
 
 class _Running:
@@ -61,7 +47,7 @@ class _Running:
     # Whether this process may hold a database connection: True until install_handlers()
     # (a fresh child, whose parent closed every connection before the fork), then set again
     # by Django's connection_created signal. Jobs that never touch the database skip the
-    # checks (about 8 µs a job).
+    # checks around them.
     database_used = True
 
 
@@ -139,30 +125,51 @@ def _run_django_task(
 ) -> dict:
     backend = task.get_backend()
     task_result = backend.to_result(job, task)  # a claimed job is running
-    compat.task_started.send(sender=type(backend), task_result=task_result)
+    send_task_signal(compat.task_started, backend, task_result)
     args = list(job.args)
     if task.takes_context:
         args.insert(0, JobContext(task_result=task_result, job_id=job.id, token=token))
     outcome = _run(task.func, args, job.kwargs, job, started, task_result, backend, before_call)
     if outcome["ok"]:
         _finish(task_result, compat.TaskResultStatus.SUCCESSFUL, codec.loads(outcome["result"]))
-        compat.task_finished.send(sender=type(backend), task_result=task_result)
+        send_task_signal(compat.task_finished, backend, task_result)
     return outcome
+
+
+def send_task_signal(signal_: Any, backend: Any, task_result: Any) -> None:
+    """Sends Django's ``task_started`` or ``task_finished`` for a job of this child. A receiver
+    that raises is logged and the others still run: it must neither kill the child (the job
+    would count a stall and run again, then be dead-lettered) nor change the job's outcome."""
+    replies = signal_.send_robust(sender=type(backend), task_result=task_result)
+    for receiver, reply in replies:
+        if isinstance(reply, Exception):
+            logging.getLogger("jobqueue.worker").error(
+                "task_signal_receiver_failed job=%s receiver=%s.%s",
+                task_result.id,
+                getattr(receiver, "__module__", "?"),
+                getattr(receiver, "__qualname__", repr(receiver)),
+                exc_info=reply,
+            )
 
 
 def _finish(task_result: Any, status: Any, value: Any = None) -> None:
     object.__setattr__(task_result, "status", status)
     object.__setattr__(task_result, "finished_at", _now())
     if status == compat.TaskResultStatus.SUCCESSFUL:
-        object.__setattr__(task_result, "_return_value", value)
+        compat.set_return_value(task_result, value)
 
 
 def _now() -> Any:
     return timezone.now()
 
 
+LOG_FLUSH_EVERY = 0.5  # seconds a log record may wait before it is kept with its job
+
+
 class JobLogHandler(logging.Handler):
-    """Collects the log records a task writes while it runs, to keep them with the job.
+    """Collects the log records a task writes while it runs, and keeps them with the job as
+    they come: the first at once, the next ones at most every LOG_FLUSH_EVERY seconds (so a
+    job's page shows them while it runs), the rest when the job ends.
 
     One per process, on the root logger, installed once (installing one per job would make
     logging rebuild every logger's level cache each time); it keeps records only while a job
@@ -172,9 +179,12 @@ class JobLogHandler(logging.Handler):
         super().__init__(level)
         self.records: list[dict[str, Any]] = []
         self.active = False
+        self.job_id = ""
+        self.flushed_at = float("-inf")
+        self.flushing = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.active:
+        if not self.active or self.flushing:
             return
         if len(self.records) >= LOG_CAP:
             del self.records[0]
@@ -192,6 +202,24 @@ class JobLogHandler(logging.Handler):
                 "msg": message,
             }
         )
+        if time.monotonic() - self.flushed_at >= LOG_FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Keep the records gathered with the job (a Redis error loses them, logged)."""
+        if not self.records or self.flushing:
+            return
+        records, self.records = self.records, []
+        self.flushing = True
+        try:
+            get_engine().logs.append(self.job_id, records)
+        except JobqueueError as error:
+            logging.getLogger("jobqueue.worker").warning(
+                "job_logs_lost job=%s error=%s", self.job_id, error
+            )
+        finally:
+            self.flushing = False
+            self.flushed_at = time.monotonic()
 
 
 _capture: dict[int, JobLogHandler] = {}  # pid -> this process's handler
@@ -219,26 +247,21 @@ def _log_handler() -> JobLogHandler:
 
 
 class CapturedLogs:
-    """Keep the log records written during one job, then store them with the job."""
+    """Keep the log records written during one job with the job."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.handler = _log_handler()
 
     def __enter__(self) -> JobLogHandler:
-        self.handler.records = []
-        self.handler.active = True
-        return self.handler
+        handler = self.handler
+        handler.records, handler.job_id, handler.flushed_at = [], self.job_id, float("-inf")
+        handler.active = True
+        return handler
 
     def __exit__(self, *exc: object) -> None:
         self.handler.active = False
-        if self.handler.records:
-            try:
-                get_engine().append_logs(self.job_id, self.handler.records)
-            except JobqueueError as error:
-                logging.getLogger("jobqueue.worker").warning(
-                    "job_logs_lost job=%s error=%s", self.job_id, error
-                )
+        self.handler.flush()
 
 
 def _run(
@@ -262,7 +285,7 @@ _coroutine_functions: dict[Any, bool] = {}  # a task's function -> is it a corou
 
 
 def _is_coroutine_function(func: Any) -> bool:
-    """inspect.iscoroutinefunction, remembered per function (it costs microseconds a job)."""
+    """inspect.iscoroutinefunction, asked once per task function rather than once per job."""
     try:
         return _coroutine_functions[func]
     except KeyError:
@@ -295,17 +318,24 @@ def _call(
         _Running.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         result = codec.dumps(value, what="return value")
+        limit = get_engine().config.max_result_bytes
+        if len(result) > limit:
+            raise ResultTooLarge(
+                f"The job's return value takes {len(result)} bytes encoded, more than the limit "
+                f"of {limit} (JOBQUEUE['RESULT_BYTES']); return a reference (an id, a path) "
+                "instead."
+            )
     except BaseException as exc:
         _Running.active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         text = "".join(traceback.format_exception(exc))
-        retry = not isinstance(exc, JobCanceled)
+        retry = not isinstance(exc, (JobCanceled, ResultTooLarge))
         if task_result is not None:
             task_result.errors.append(
                 compat.TaskError(exception_class_path=class_path(exc), traceback=text)
             )
             _finish(task_result, compat.TaskResultStatus.FAILED)
-            compat.task_finished.send(sender=type(backend), task_result=task_result)
+            send_task_signal(compat.task_finished, backend, task_result)
         return failure(job.id, class_path(exc), text, retry=retry, started=started)
     finally:
         _Running.active = False

@@ -14,7 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 from jobqueue.conf import get_engine, jobqueue_settings
 from jobqueue.engine import JobqueueError
 from jobqueue.engine.job import QUEUE_NAME_RE
+from jobqueue.engine.transport.connection import redacted
 from jobqueue.worker import Worker, WorkerOptions
+from jobqueue.worker.sidecar import Sidecar
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
 LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
@@ -49,9 +51,9 @@ EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 def startup_warnings(engine: Any, queues: tuple[str, ...]) -> list[str]:
     """Things an operator must know before trusting this Redis with jobs."""
     warnings = []
-    try:
-        policy = engine.client.config_get("maxmemory-policy").get("maxmemory-policy", "")
-    except Exception:  # CONFIG is disabled on some managed Redis services
+    try:  # INFO, not CONFIG GET: managed services and a least-privilege ACL user refuse CONFIG
+        policy = str(engine.client.info("memory").get("maxmemory_policy", ""))
+    except Exception:  # INFO refused too: nothing to warn about that we can see
         policy = ""
     if policy in EVICTING or policy.startswith("volatile"):
         harm = (
@@ -132,33 +134,51 @@ class Command(BaseCommand):
                 logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
             )
             logger.addHandler(handler)
-        from jobqueue.discovery import autodiscover
+        from jobqueue.discovery import autodiscover_for_command
 
-        try:
-            autodiscover()
-        except Exception as exc:  # a broken tasks module: say which, do not start
-            raise CommandError(
-                f"A tasks module could not be imported: {type(exc).__name__}: {exc}"
-            ) from exc
+        autodiscover_for_command()  # a broken tasks module: say which, do not start
+        mirror = jobqueue_settings.MIRROR and not options["no_mirror"]
+        if mirror:
+            from jobqueue.mirror.maintenance import database_problem
+
+            problem = database_problem()
+            if problem:
+                raise CommandError(f"{problem} (Or run the worker with --no-mirror.)")
         engine = get_engine()
         try:
             engine.client.ping()
             for queue in worker_options.queues:
-                engine.epoch(queue)
+                engine.runner.epoch(queue)  # registers the queue (and its epoch) if new
         except Exception as exc:
             raise CommandError(
-                f"Redis at {jobqueue_settings.REDIS_URL!r} cannot be used: {exc}. Start Redis or "
-                "fix JOBQUEUE['REDIS_URL']."
+                f"Redis at {redacted(str(jobqueue_settings.REDIS_URL))!r} cannot be used: "
+                f"{str(exc).rstrip('.')}. Start Redis or fix JOBQUEUE['REDIS_URL']."
             ) from exc
         for warning in startup_warnings(engine, worker_options.queues):
             logging.getLogger("jobqueue.worker").warning(warning)
             self.stderr.write(f"WARNING: {warning}")
+        scheduler = None
+        if not options["no_schedules"]:
+            from jobqueue.schedules import Scheduler, all_schedules
+
+            schedules = all_schedules()
+            scheduler = Scheduler(engine, schedules) if schedules else None
+        sidecars = []
+        if mirror:
+            from jobqueue.mirror.process import serve
+
+            sidecars.append(Sidecar("mirror", serve))
         try:
-            code = Worker(engine, worker_options).run()
+            code = Worker(engine, worker_options, scheduler, sidecars).run()
         except JobqueueError as exc:
             raise CommandError(str(exc)) from exc
         if code:
             raise SystemExit(code)
+        if worker_options.burst and any(sidecar.failed for sidecar in sidecars):
+            raise CommandError(
+                "The mirror could not bring the database up to date (its error is logged "
+                "above); the jobs themselves ran."
+            )
 
     def worker_options(self, options: dict) -> WorkerOptions:
         known = configured_queues()
@@ -209,6 +229,4 @@ class Command(BaseCommand):
             max_jobs=max_jobs,
             prefetch=prefetch,
             shutdown_timeout=shutdown,
-            schedules=not options["no_schedules"],
-            mirror=bool(jobqueue_settings.MIRROR) and not options["no_mirror"],
         )

@@ -105,6 +105,16 @@ REDIS_URL = (
 JOBQUEUE: dict[str, Any] = {
     "REDIS_URL": REDIS_URL,
     "PREFIX": os.environ.get("JOBQUEUE_PREFIX", "jq"),
+    # The demo's periodic schedules: one at a fixed interval, one on a cron expression (UTC).
+    "SCHEDULES": {
+        "heartbeat": {"task": "project.tasks.heartbeat", "every": 60},
+        "report-every-2-minutes": {
+            "task": "project.tasks.build_report",
+            "cron": "*/2 * * * *",
+            "kwargs": {"rows": 40},
+            "queue": "reports",
+        },
+    },
 }
 
 TASKS = {
@@ -112,13 +122,6 @@ TASKS = {
         "BACKEND": "jobqueue.backends.RedisBackend",
         "QUEUES": ["default", "emails", "reports"],
         "OPTIONS": {},
-    }
-}
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": JOBQUEUE["PREFIX"] + ":channels"},
     }
 }
 
@@ -141,5 +144,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"jobqueue": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "jobqueue": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django 6 logs every task's start and end on the console (a failure with its
+        # traceback): a line or two per job. The admin shows each job, its errors and its log;
+        # the console stays as quiet as on Django 5.2, where the backport does not log there.
+        "django.tasks": {"level": "CRITICAL"},
+    },
 }

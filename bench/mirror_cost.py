@@ -40,7 +40,7 @@ def run(redis_url: str, n: int, profile: bool) -> None:
     import bench.jobs  # noqa: F401 - registers the benchmark's tasks
     from jobqueue.conf import get_engine
     from jobqueue.engine import JobSpec
-    from jobqueue.engine.lease import Success
+    from jobqueue.engine.claims import Success
     from jobqueue.mirror import Mirror
     from jobqueue.models import Job, JobTransition
 
@@ -50,9 +50,10 @@ def run(redis_url: str, n: int, profile: bool) -> None:
     engine = get_engine()
     for start in range(0, n, 10000):
         engine.enqueue_many([JobSpec("bench.jobs.noop")] * min(10000, n - start))
-    while batch := engine.claim("default", "bench", count=500, parse=False).jobs:
-        calls, _ = engine.finish_calls([Success(c.job_id, c.token, "null") for c in batch], [])
-        engine.run_batch(calls)
+    protocol = engine.worker_protocol()
+    while batch := protocol.claim("default", "bench", count=500, parse=False).jobs:
+        calls, _ = protocol.finish_calls([Success(c.job_id, c.token, "null") for c in batch], [])
+        protocol.run_batch(calls)
     mirror = Mirror(engine)
     cpu, wall = time.process_time(), time.perf_counter()
     if profile:

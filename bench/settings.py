@@ -1,6 +1,7 @@
 """Django settings for benchmarking jobqueue: the demo site's, with the benchmark's task
-module, its own SQLite file for the mirror (``BENCH_DATABASE_URL``), and Redis at
-``JOBQUEUE_REDIS_URL``."""
+module, its own SQLite file for the mirror (``BENCH_DATABASE_URL``), Redis at
+``JOBQUEUE_REDIS_URL``, and ``BENCH_ENQUEUE_SPIN_MICROSECONDS`` to measure the enqueue's reply
+spin (off by default)."""
 
 import os
 import tempfile
@@ -23,4 +24,6 @@ TASKS = {
     }
 }
 JOBQUEUE = {**JOBQUEUE, "TASK_MODULES": ["bench.jobs"], "PREFIX": "jqbench"}
+if os.environ.get("BENCH_ENQUEUE_SPIN_MICROSECONDS"):  # the reply spin, to measure it
+    JOBQUEUE["ENQUEUE_SPIN_MICROSECONDS"] = int(os.environ["BENCH_ENQUEUE_SPIN_MICROSECONDS"])
 LOGGING = {"version": 1, "disable_existing_loggers": False}

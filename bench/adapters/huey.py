@@ -3,9 +3,9 @@ on, ``store_none`` off so the ``None``-returning jobs store nothing, blocking ``
 dequeue); huey is at-most-once (a job popped by a worker that dies is lost).
 
 Enqueue is calling the ``@huey.task`` function (huey has no bulk API); the workers are
-``huey_consumer bench.adapters.huey.huey -w 2 -k process`` (one consumer process with its
-scheduler, and 2 worker processes). The Redis URL reaches the consumer as
-``BENCH_REDIS_URL``, read when this module is imported.
+``huey_consumer bench.adapters.huey.huey -w 2 -k process -q`` (one consumer process with its
+scheduler, and 2 worker processes; quiet: no log line per job). The Redis URL reaches the
+consumer as ``BENCH_REDIS_URL``, read when this module is imported.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Huey(System):
     def start_workers(self) -> subprocess.Popen:
         consumer = str(Path(sys.executable).parent / "huey_consumer")
         return spawn(
-            [consumer, "bench.adapters.huey.huey", "-w", "2", "-k", "process"],
+            # -q: no log line per job (jobqueue's worker writes none either)
+            [consumer, "bench.adapters.huey.huey", "-w", "2", "-k", "process", "-q"],
             env={"PYTHONPATH": str(ROOT), "BENCH_REDIS_URL": self.redis_url},
             cwd=str(ROOT),
         )

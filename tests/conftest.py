@@ -83,12 +83,6 @@ def keyspace(settings) -> Iterator[KeySpace]:
         "REDIS_URL": REDIS_URL,
         "PREFIX": space.prefix,
     }
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{space.prefix}:channels"},
-        }
-    }
     yield space
     space.cleanup()
     left = space.keys()
@@ -139,6 +133,12 @@ def engine(engine_config, registry):
     client = redis.Redis.from_url(REDIS_URL)
     yield Engine(client, engine_config, registry)
     client.close()
+
+
+@pytest.fixture
+def protocol(engine):
+    """What a worker says to Redis, on the test's engine."""
+    return engine.worker_protocol()
 
 
 # -- worker processes ----------------------------------------------------------------------------

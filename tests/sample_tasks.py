@@ -112,18 +112,58 @@ def database_connection_open() -> bool:
     return was_open
 
 
+@task
+def quiet_sleep(seconds: float) -> float:
+    """``sleep_for`` that touches nothing but the clock: the signal receivers below skip it,
+    so it runs to the end while Redis is full, paused or down (tests/test_redis_failures.py)."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task(takes_context=True)
+def append_run(context, path: str) -> str:
+    """Appends the job's id to the file ``path``, one line per run: what ran, and how often,
+    kept outside Redis (which the test kills). Quiet, as ``quiet_sleep``."""
+    with open(path, "a") as f:
+        f.write(context.job_id + "\n")
+    return context.job_id
+
+
+QUIET = (".quiet_sleep", ".append_run")  # tasks the receivers below leave alone
+
+
+def _recorded_task(task_result) -> bool:
+    path = task_result.task.module_path
+    return path.startswith("tests.sample_tasks") and not path.endswith(QUIET)
+
+
 def _on_started(sender, task_result, **kwargs):
-    if task_result.task.module_path.startswith("tests.sample_tasks"):
+    if _recorded_task(task_result):
         record("signals", f"started {task_result.id} {task_result.status} {os.getpid()}")
 
 
 def _on_finished(sender, task_result, **kwargs):
-    if task_result.task.module_path.startswith("tests.sample_tasks"):
+    if _recorded_task(task_result):
         record("signals", f"finished {task_result.id} {task_result.status} {os.getpid()}")
 
 
 task_started.connect(_on_started, dispatch_uid="tests.sample_tasks.started")
 task_finished.connect(_on_finished, dispatch_uid="tests.sample_tasks.finished")
+
+
+@task
+def upsets_receivers() -> str:
+    """A job whose task_started and task_finished receivers (below) raise."""
+    return "ran"
+
+
+def _raise_for_upsetting(sender, task_result, **kwargs):
+    if task_result.task.module_path.endswith(".upsets_receivers"):
+        raise RuntimeError(f"a receiver failed for {task_result.id}")
+
+
+task_started.connect(_raise_for_upsetting, dispatch_uid="tests.sample_tasks.upset_started")
+task_finished.connect(_raise_for_upsetting, dispatch_uid="tests.sample_tasks.upset_finished")
 
 
 # -- for the worker-hardening tests ------------------------------------------------------------
@@ -180,11 +220,16 @@ def slow_effect(context, seconds: float) -> int:
 
 @task
 def touch_file(path: str, seconds: float) -> None:
-    """Writes the time to ``path`` every 50 ms: shows when the process stopped."""
+    """Writes the time to ``path`` every 50 ms: shows when the process stopped.
+
+    Each stamp is written beside ``path`` and renamed over it, so a reader never sees a
+    half-written file, even when the process is killed in the middle of a write."""
     deadline = time.monotonic() + seconds
+    scratch = f"{path}.writing"
     while time.monotonic() < deadline:
-        with open(path, "w") as f:
+        with open(scratch, "w") as f:
             f.write(repr(time.time()))
+        os.replace(scratch, path)
         time.sleep(0.05)
 
 
@@ -213,3 +258,16 @@ def announced_sleep(label: str, seconds: float) -> str:
     record("started", label)
     time.sleep(seconds)
     return label
+
+
+@task(takes_context=True)
+def progress_steps(context, steps: int = 5, pause: float = 0.4) -> int:
+    """Moves its progress bar and logs a line each step, slowly enough to be watched."""
+    import logging
+
+    log = logging.getLogger("tests.sample_tasks.progress_steps")
+    for done in range(1, steps + 1):
+        time.sleep(pause)
+        context.set_progress(done, steps, f"step {done} of {steps}")
+        log.info("step %d of %d", done, steps)
+    return steps

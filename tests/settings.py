@@ -27,5 +27,6 @@ JOBQUEUE = {
     "MAX_STALLS": int(os.environ.get("JOBQUEUE_MAX_STALLS", "3")),
     "WORKER_DEAD_AFTER": float(os.environ.get("JOBQUEUE_WORKER_DEAD_AFTER", "15")),
     "MIRROR": os.environ.get("JOBQUEUE_MIRROR", "0") == "1",
+    "RESULT_BYTES": int(os.environ.get("JOBQUEUE_RESULT_BYTES", str(16 * 1024 * 1024))),
     "SCHEDULES": json.loads(os.environ.get("JOBQUEUE_TEST_SCHEDULES", "{}")),
 }

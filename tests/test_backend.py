@@ -225,7 +225,10 @@ def local_function_task():
         (lambda: t.add.using(priority=101), "priority must be a whole number"),
         (lambda: t.add.using(queue_name="nope"), "Queue 'nope' is not valid"),
         (lambda: t.add.using(max_attempts=0), "max_attempts must be a whole number from 1"),
-        (lambda: t.add.using(timeout=-1), "timeout must be a positive number"),
+        (lambda: t.add.using(timeout=-1), "timeout must be a number of seconds from 0.001"),
+        (lambda: t.add.using(timeout=1e10), "timeout must be .* to 31536000 .*not 10000000000.0"),
+        (lambda: t.add.using(priority=float("nan")), "priority must be a whole number"),
+        (lambda: t.add.using(priority=float("inf")), "priority must be a whole number"),
         (lambda: t.add.using(unique_key=""), "unique_key must be a non-empty string"),
     ],
 )

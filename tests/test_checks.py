@@ -77,3 +77,57 @@ def test_w001_silent_when_order_is_right_or_channels_absent(settings):
     assert check_app_order() == []
     settings.INSTALLED_APPS = [*apps, "jobqueue"]
     assert check_app_order() == []
+
+
+# -- the backend's checks, run by `manage.py check` on every stack --------------------------------
+
+BAD_BACKEND_SETTINGS = """
+from tests.settings import *  # noqa: F403
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "django_tasks"] + {extra!r}
+TASKS = {{
+    "default": {{
+        "BACKEND": "jobqueue.backends.RedisBackend",
+        "QUEUES": ["default", "bad queue"],
+        "OPTIONS": {{"retries": 2}},
+    }}
+}}
+"""
+
+
+def framework_apps() -> list[list[str]]:
+    """Without the task framework's app, and (Django 5.2) with the backport's app, which
+    registers a check of every backend too."""
+    try:
+        import django_tasks  # noqa: F401
+    except ImportError:
+        return [[]]
+    return [[], ["django_tasks"]]
+
+
+@pytest.mark.parametrize("extra", framework_apps())
+def test_manage_py_check_reports_backend_errors_once_whatever_is_installed(tmp_path, extra):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "bad_backend_settings.py").write_text(BAD_BACKEND_SETTINGS.format(extra=extra))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_backend_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT]),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("(jobqueue.E011)") == 1, result.stderr
+    assert "TASKS['default']['OPTIONS']['retries'] is not an option" in result.stderr
+    assert result.stderr.count("(jobqueue.E012)") == 1, result.stderr
+    assert "invalid queue name 'bad queue'" in result.stderr

@@ -1,15 +1,19 @@
-"""Script calls on a connection each thread keeps (``jobqueue/engine/direct.py``), and the
-lean single-job enqueue script (``enqueue_one.lua``)."""
+"""Script calls on a connection each thread keeps (``jobqueue/engine/transport/caller.py``), and
+the lean single-job enqueue script (``enqueue_one.lua``)."""
 
 import os
+import socket
 import threading
+import time
 
 import pytest
 import redis
 
-from jobqueue.engine import ConnectionFailed, Engine, EngineConfig, JobSpec, JobState
-from jobqueue.engine.connection import create_client
-from jobqueue.engine.direct import DirectCaller
+from jobqueue.engine import Engine, EngineConfig, JobSpec, JobState
+from jobqueue.engine.errors import ConnectionFailed
+from jobqueue.engine.transport.caller import DirectCaller
+from jobqueue.engine.transport.connection import create_client
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -19,27 +23,31 @@ def client(redis_url):
     client.close()
 
 
+def connected(client, client_id) -> bool:
+    """Whether the connection with this CLIENT ID is still open, as Redis sees it."""
+    return bool(client.execute_command("CLIENT", "LIST", "ID", client_id))
+
+
 def test_each_thread_keeps_its_own_connection(client):
     caller = DirectCaller(client)
-    mine = caller._connection()
-    assert caller._connection() is mine  # kept, not checked out per call
+    mine = caller.execute("CLIENT", "ID")
+    assert caller.execute("CLIENT", "ID") == mine  # kept, not opened per call
     theirs = []
-    thread = threading.Thread(target=lambda: theirs.append(caller._connection()))
+    thread = threading.Thread(target=lambda: theirs.append(caller.execute("CLIENT", "ID")))
     thread.start()
     thread.join()
-    assert theirs[0] is not mine
-    assert caller.execute("PING") == b"PONG"
+    assert theirs[0] != mine
+    assert caller.execute("CLIENT", "ID") == mine
 
 
-def test_a_thread_that_ends_gives_its_connection_back(client):
+def test_a_thread_that_ends_closes_its_connection(client):
     caller = DirectCaller(client)
-    thread = threading.Thread(target=lambda: caller.execute("PING"))
+    ids = []
+    thread = threading.Thread(target=lambda: ids.append(caller.execute("CLIENT", "ID")))
     thread.start()
     thread.join()
     del thread
-    pool = client.connection_pool
-    assert len(pool._in_use_connections) == 0
-    assert len(pool._available_connections) == 1
+    wait_for(lambda: not connected(client, ids[0]), timeout=5, message="still connected")
 
 
 def test_error_replies_keep_their_place_and_the_connection(client):
@@ -79,19 +87,18 @@ def test_replies_can_be_taken_as_they_arrive(client):
 
 def test_a_forked_child_opens_its_own_connection(client):
     caller = DirectCaller(client)
-    caller.execute("PING")
-    parent_conn = caller._connection()
+    parent_id = caller.execute("CLIENT", "ID")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
-        ok = caller._connection() is not parent_conn and caller.execute("PING") == b"PONG"
+        ok = caller.execute("CLIENT", "ID") != parent_id and caller.execute("PING") == b"PONG"
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.close(read)
     os.waitpid(pid, 0)
-    assert caller.execute("PING") == b"PONG"  # the parent's connection is untouched
+    assert caller.execute("CLIENT", "ID") == parent_id  # the parent's connection is untouched
 
 
 def test_engine_survives_a_redis_restart_between_calls(private_redis, registry):
@@ -100,9 +107,11 @@ def test_engine_survives_a_redis_restart_between_calls(private_redis, registry):
         engine = Engine(client, EngineConfig(prefix="rs"), registry)
         engine.enqueue("tests.noop")
         private_redis.restart()  # the kept connection is now dead: the call reconnects
-        with pytest.raises(Exception, match="lost the data"):
-            engine.enqueue("tests.noop")
+        # The restart lost the queue's data: noticed and recorded, and this new job enqueued.
         assert engine.enqueue("tests.noop").state is JobState.QUEUED
+        assert [loss.queue for loss in engine.data_loss] == ["default"]
+        assert engine.enqueue("tests.noop").state is JobState.QUEUED
+        assert engine.counts("default")[JobState.QUEUED] == 2
         private_redis.close()
         with pytest.raises(ConnectionFailed, match="could not be reached"):
             engine.enqueue("tests.noop")
@@ -110,7 +119,7 @@ def test_engine_survives_a_redis_restart_between_calls(private_redis, registry):
         client.close()
 
 
-def test_enqueue_one_creates_the_same_job_as_the_bulk_script(engine):
+def test_enqueue_one_creates_the_same_job_as_the_bulk_script(engine, protocol):
     one = engine.enqueue("tests.add", [1, 2], priority=5, max_attempts=3, timeout=2.5)
     (many,) = engine.enqueue_many(
         [
@@ -121,22 +130,22 @@ def test_enqueue_one_creates_the_same_job_as_the_bulk_script(engine):
     a, b = engine.get(one.id), engine.get(many.id)
     for field in ("state", "version", "task", "args", "priority", "max_attempts", "timeout"):
         assert getattr(a, field) == getattr(b, field), field
-    events = engine.client.xrange(engine.qkeys("default").events)
+    events = engine.client.xrange(engine.keys.queue("default").events)
     assert [e[1][b"s"] for e in events[:2]] == [b"queued", b"queued"]
     assert set(events[0][1]) == set(events[1][1])  # the same fields travel in the event
     # Priority order holds across both scripts: the priority-5 jobs come before a plain one.
     engine.enqueue("tests.noop")
-    claimed = engine.claim("default", "w", count=3).jobs
+    claimed = protocol.claim("default", "w", count=3).jobs
     assert [c.job_id for c in claimed][:2] == [one.id, many.id]
 
 
-def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine):
+def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine, protocol):
     job = engine.enqueue("tests.noop")
-    engine.claim("default", "w")
-    qk = engine.qkeys("default")
+    protocol.claim("default", "w")
+    qk = engine.keys.queue("default")
     local_id = job.id.split(":", 1)[1]
     keys = [qk.meta, qk.ready, qk.events, qk.wake, qk.idle, qk.leases, qk.job(local_id)]
-    reply = engine.run(
+    reply = engine.runner.run(
         "enqueue_one", "default", keys, ["default", 100, 100, local_id, 0, qk.inbox_prefix, 30000]
     )
     assert reply[1] == b"exists"
@@ -144,25 +153,24 @@ def test_enqueue_one_repeated_after_a_lost_reply_leaves_the_job_alone(engine):
     assert engine.client.zcard(qk.ready) == 0
 
 
-def test_a_redis_that_stops_answering_times_out_and_the_socket_is_given_back_as_it_was(
-    redis_url,
-):
+def test_a_redis_that_stops_answering_times_out_and_a_fresh_connection_follows(redis_url):
     client = redis.Redis.from_url(redis_url, socket_timeout=0.3)
     other = redis.Redis.from_url(redis_url)
     caller = DirectCaller(client)
     try:
-        assert caller.execute("PING") == b"PONG"  # connected: the socket is read directly
-        sock = caller._connection()._sock
+        first = caller.execute("CLIENT", "ID")
+        sock = caller.wire().sock
         assert sock.gettimeout() is None  # the kernel keeps the time limit
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) != bytes(16)
         other.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        started = time.monotonic()
         with pytest.raises(redis.TimeoutError, match="Timeout"):
             caller.execute("PING")  # tried twice, 0.3 s each
+        assert time.monotonic() - started < 1.2
         other.execute_command("CLIENT", "UNPAUSE")
-        assert caller.execute("ECHO", "back") == b"back"  # a fresh connection, read directly
-        sock = caller._connection()._sock
-        del caller  # the thread's connection goes back to the pool with its timeout
-        assert sock.gettimeout() == 0.3
-        assert client.ping() is True  # redis-py reads it again with its own timeout
+        assert caller.execute("ECHO", "back") == b"back"  # on a fresh connection
+        assert caller.execute("CLIENT", "ID") != first
+        wait_for(lambda: not connected(other, first), timeout=5, message="not closed")
     finally:
         other.execute_command("CLIENT", "UNPAUSE")
         client.close()
@@ -172,7 +180,7 @@ def test_a_redis_that_stops_answering_times_out_and_the_socket_is_given_back_as_
 def test_a_reply_polled_for_comes_back_and_a_late_one_is_slept_on(client):
     caller = DirectCaller(client)
     assert caller.execute("ECHO", "polled", spin=0.05) == b"polled"
-    wire = caller.local.held.wire
+    wire = caller.wire()
     assert (wire.spin_misses, wire.spin_skip) == (0, 0)
     other = redis.Redis(
         connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from jobqueue.engine.keys import KeySpace
-from jobqueue.engine.scripts import SCRIPT_NAMES
+from jobqueue.engine.transport.scripts import SCRIPT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "jobqueue" / "engine" / "scripts"
+SCRIPTS = ROOT / "jobqueue" / "engine" / "lua"
 
 
 def test_every_key_the_key_module_can_build_is_documented():
@@ -35,7 +35,7 @@ def test_every_script_file_is_loaded_and_documents_keys_argv_and_return():
 def test_every_script_compiles_with_the_helpers_it_uses(keyspace):
     """_lib.lua is cut into blocks at blank lines: each block after the header must hold one
     whole definition, and every script must compile with the helpers picked for it."""
-    from jobqueue.engine.scripts import DEFINITION, source
+    from jobqueue.engine.transport.scripts import DEFINITION, source
 
     blocks = (SCRIPTS / "_lib.lua").read_text().split("\n\n")
     assert all(len(DEFINITION.findall(block)) == 1 for block in blocks[1:]), "one per block"

@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobqueue.engine import InvalidJob, JobSpec, JobState, UnknownTask
+from jobqueue.engine import JobSpec, JobState, codec
+from jobqueue.engine.errors import InvalidJob, UnknownTask
 
 
 def test_enqueue_writes_a_queued_job(engine, keyspace):
@@ -31,7 +32,7 @@ def test_enqueue_writes_a_queued_job(engine, keyspace):
         ({"task": "builtins.eval"}, "'builtins.eval' is not a registered task"),
         ({"args": [object()]}, "JSON-serialisable"),
         ({"args": [float("nan")]}, "JSON cannot carry"),
-        ({"kwargs": {1: "x"}}, "{1: .x.} is not"),
+        ({"kwargs": {1: "x"}}, "dict key of type int at kwargs: 1"),
         ({"kwargs": {"when": datetime.now(UTC)}}, "JSON-serialisable"),
         ({"args": "abc"}, "args must be a list"),
         ({"priority": 101}, "between -100 and 100"),
@@ -45,13 +46,19 @@ def test_enqueue_writes_a_queued_job(engine, keyspace):
         ({"run_after": datetime(2030, 1, 1)}, "naive datetime"),
         ({"run_after": "tomorrow"}, "must be a datetime"),
         ({"max_attempts": 0}, "max_attempts"),
-        ({"timeout": -1}, "timeout must be a positive"),
-        ({"timeout": float("inf")}, "timeout must be a positive"),
+        ({"timeout": -1}, "timeout must be a number of seconds from 0.001"),
+        ({"timeout": float("inf")}, "timeout must be a number of seconds from 0.001"),
         ({"result_ttl": 0}, "result_ttl"),
         ({"unique_key": ""}, "unique_key"),
         ({"idempotency_id": 5}, "idempotency_id"),
         ({"job_id": "other:abc"}, "does not belong to queue"),
         ({"job_id": "no-colon"}, "not a jobqueue job id"),
+        ({"timeout": 1e10}, r"timeout must be .* from 0.001 to 31536000 .*not 10000000000\.0"),
+        ({"timeout": 0.0001}, "timeout must be .* not 0.0001"),
+        ({"timeout": float("nan")}, "timeout must be .* not nan"),
+        ({"priority": float("nan")}, "priority must be a whole number .* 100, not nan"),
+        ({"priority": float("inf")}, "priority must be a whole number .* 100, not inf"),
+        ({"max_attempts": float("-inf")}, "max_attempts must be a whole number .* not -inf"),
     ],
 )
 def test_bad_input_raises_naming_the_value_and_writes_nothing(engine, keyspace, options, message):
@@ -60,6 +67,48 @@ def test_bad_input_raises_naming_the_value_and_writes_nothing(engine, keyspace, 
     args = spec.pop("args")
     with pytest.raises(InvalidJob, match=message):
         engine.enqueue(task, args, **spec)
+    assert keyspace.keys() == []
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.fixture(params=["orjson", "json"])
+def encoder(request, monkeypatch):
+    """Each test below runs with orjson and with the standard library's json."""
+    if request.param == "json":
+        monkeypatch.setattr(codec, "_dumps", codec._std_dumps)
+    return request.param
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ([b"\x00" * 50_000_000], {}, r"args\[0\] is a bytes: b'\\x00"),
+        ([{"a": [1, 2, 3, datetime(2020, 1, 2)]}], {}, r'args\[0\]\["a"\]\[3\] is a datetime'),
+        ([], {"when": {"x" * 500}}, r'kwargs\["when"\] is a set: \{\'xxx'),
+        ([], {"y" * 500: {1}}, r'kwargs\["yyy[y]*…\] is a set: \{1\}'),
+        ([{1: "a"}], {}, r"dict key of type int at args\[0\]: 1"),
+        ([1, [float("inf")]], {}, r"inf at args\[1\]\[0\]"),
+        ([nested(5000)], {}, r"deeper than 254 levels \(at args\[0\]\[0\]"),
+        ([nested(252)], {}, None),  # 254 lists, args included: as deep as it may go
+    ],
+)
+def test_arguments_that_are_not_json_are_named_by_type_path_and_a_short_preview(
+    engine, keyspace, encoder, args, kwargs, message
+):
+    if message is None:
+        assert engine.enqueue("tests.add", args, kwargs).args == args
+        return
+    with pytest.raises(InvalidJob, match=message) as caught:
+        engine.enqueue("tests.add", args, kwargs)
+    text = str(caught.value)
+    assert len(text) < 400  # never the value itself: it may be huge, or personal data
+    assert "x" * 61 not in text and "\\x00" * 61 not in text
     assert keyspace.keys() == []
 
 
@@ -107,13 +156,13 @@ def test_bulk_over_several_chunks_returns_new_and_existing_jobs_in_order(engine)
     assert engine.counts("default")[JobState.QUEUED] == 1200  # 1,198 new ones and the two
 
 
-def test_run_after_defers(engine):
+def test_run_after_defers(engine, protocol):
     later = datetime.now(UTC) + timedelta(hours=1)
     job = engine.enqueue("tests.noop", run_after=later)
     assert job.state is JobState.SCHEDULED
     assert abs((engine.get(job.id).run_at - later).total_seconds()) < 0.002
     assert engine.counts("default")[JobState.SCHEDULED] == 1
-    assert engine.claim("default", "w").jobs == []
+    assert protocol.claim("default", "w").jobs == []
 
 
 def test_run_after_in_the_past_is_queued_at_once(engine):
@@ -121,24 +170,24 @@ def test_run_after_in_the_past_is_queued_at_once(engine):
     assert job.state is JobState.QUEUED
 
 
-def test_unique_key_returns_the_live_job(engine):
+def test_unique_key_returns_the_live_job(engine, protocol):
     first = engine.enqueue("tests.add", [1, 1], unique_key="report:42")
     second = engine.enqueue("tests.add", [2, 2], unique_key="report:42")
     assert second.id == first.id and second.args == [1, 1]
     assert engine.counts("default")[JobState.QUEUED] == 1
-    claimed = engine.claim("default", "w").jobs[0]
-    engine.complete(claimed.job_id, claimed.token, 2)
+    claimed = protocol.claim("default", "w").jobs[0]
+    protocol.complete(claimed.job_id, claimed.token, 2)
     third = engine.enqueue("tests.add", [3, 3], unique_key="report:42")
     assert third.id != first.id  # the key is free again once the job ended
 
 
-def test_unique_key_is_freed_by_cancel_and_failure(engine):
+def test_unique_key_is_freed_by_cancel_and_failure(engine, protocol):
     a = engine.enqueue("tests.noop", unique_key="u")
     engine.cancel(a.id)
     b = engine.enqueue("tests.noop", unique_key="u")
     assert b.id != a.id
-    claimed = engine.claim("default", "w").jobs[0]
-    engine.fail(claimed.job_id, claimed.token, "builtins.ValueError", "tb", retry=False)
+    claimed = protocol.claim("default", "w").jobs[0]
+    protocol.fail(claimed.job_id, claimed.token, "builtins.ValueError", "tb", retry=False)
     c = engine.enqueue("tests.noop", unique_key="u")
     assert c.id not in (a.id, b.id)
 
@@ -201,11 +250,11 @@ def test_a_draft_that_raises_changes_nothing(engine):
     assert job.enqueued_at == engine.get(job.id).enqueued_at is not None
 
 
-def test_a_plain_enqueue_writes_what_enqueue_writes(engine):
+def test_a_plain_enqueue_writes_what_enqueue_writes(engine, protocol):
     # The options are checked once (plain_enqueue); each call only checks its arguments.
     options = dict(queue="emails", priority=7, max_attempts=3, timeout=2.5, result_ttl=60)
-    plan = engine.plain_enqueue(JobSpec("tests.add", **options))
-    planned = engine.enqueue_plain(plan, (1,), {"b": 2})
+    plan = engine.producer.plain_enqueue(JobSpec("tests.add", **options))
+    planned = engine.producer.enqueue_plain(plan, (1,), {"b": 2})
     usual = engine.enqueue("tests.add", [1], {"b": 2}, **options)
     assert planned.id.startswith("emails:") and planned.id != usual.id
     for field in ("state", "args", "kwargs", "priority", "max_attempts", "timeout", "result_ttl"):
@@ -214,11 +263,11 @@ def test_a_plain_enqueue_writes_what_enqueue_writes(engine):
     assert planned.enqueued_at == engine.get(planned.id).enqueued_at is not None
 
     def stored(job):
-        fields = engine.client.hgetall(engine.qkeys("emails").job(job.id.split(":")[1]))
+        fields = engine.client.hgetall(engine.keys.queue("emails").job(job.id.split(":")[1]))
         return {k: v for k, v in fields.items() if k != b"enq"}
 
     assert stored(planned) == stored(usual)
-    claimed = engine.claim("emails", "w1", count=2).jobs
+    claimed = protocol.claim("emails", "w1", count=2).jobs
     assert [c.job_id for c in claimed] == [planned.id, usual.id]
 
 
@@ -231,28 +280,28 @@ def test_a_plain_enqueue_refuses_what_is_not_plain_and_bad_arguments(engine, key
         JobSpec("tests.add", idempotency_id="i"),
     ):
         with pytest.raises(InvalidJob, match="plain_enqueue"):
-            engine.plain_enqueue(spec)
+            engine.producer.plain_enqueue(spec)
     with pytest.raises(InvalidJob, match="max_attempts"):
-        engine.plain_enqueue(JobSpec("tests.add", max_attempts=0))
+        engine.producer.plain_enqueue(JobSpec("tests.add", max_attempts=0))
     with pytest.raises(UnknownTask):
-        engine.plain_enqueue(JobSpec("tests.nope"))
-    plan = engine.plain_enqueue(JobSpec("tests.add"))
+        engine.producer.plain_enqueue(JobSpec("tests.nope"))
+    plan = engine.producer.plain_enqueue(JobSpec("tests.add"))
     with pytest.raises(InvalidJob, match="args"):
-        engine.enqueue_plain(plan, {1, 2})
-    with pytest.raises(InvalidJob, match="not JSON"):
-        engine.enqueue_plain(plan, (object(),))
+        engine.producer.enqueue_plain(plan, {1, 2})
+    with pytest.raises(InvalidJob, match=r"JSON-serialisable .* args\[0\] is a object"):
+        engine.producer.enqueue_plain(plan, (object(),))
     with pytest.raises(InvalidJob, match="limit"):
-        engine.enqueue_plain(plan, ("x" * (engine.config.max_payload_bytes + 1),))
+        engine.producer.enqueue_plain(plan, ("x" * (engine.config.max_payload_bytes + 1),))
     assert keyspace.keys() == []
 
 
 def test_a_repeated_call_returns_the_stored_job_not_its_draft(engine):
     spec = JobSpec("tests.add", [1, 2])
-    item = engine._prepare(spec)  # one id, sent twice (a lost reply)
-    plan = engine._plan(spec, item.fields)
-    first = engine._enqueue_one(plan, item)
+    item = engine.producer._prepare(spec)  # one id, sent twice (a lost reply)
+    plan = engine.producer._plan(spec, item.fields)
+    first = engine.producer._enqueue_one(plan, item)
     drafts = []
-    again = engine._enqueue_one(plan, item, draft=drafts.append)
+    again = engine.producer._enqueue_one(plan, item, draft=drafts.append)
     assert again == engine.get(first.id) and again is not drafts[-1]
     assert engine.counts("default")[JobState.QUEUED] == 1
 
@@ -260,7 +309,7 @@ def test_a_repeated_call_returns_the_stored_job_not_its_draft(engine):
 def test_a_bulk_enqueue_leaves_one_wake_token_per_ready_job_up_to_the_cap(engine):
     # One token per job a blocked worker may claim; at most the cap (a worker takes one
     # token per wake and then claims in batches), and none for a job that waits its turn.
-    qk = engine.qkeys("default")
+    qk = engine.keys.queue("default")
     cap = engine.config.wake_cap
     engine.enqueue_many([JobSpec("tests.noop") for _ in range(3)])
     assert engine.client.llen(qk.wake) == 3

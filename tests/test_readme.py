@@ -49,3 +49,26 @@ def test_the_readme_schedules_are_valid(settings):
     exec(compile(code, "README.md", "exec"), namespace)
     settings.JOBQUEUE = {**settings.JOBQUEUE, **namespace["JOBQUEUE"]}
     assert check_schedules() == []
+
+
+def test_the_python_api_example_runs_as_written(start_worker):
+    text = (ROOT / "README.md").read_text().split("### The Python API", 1)[1]
+    [code] = [body for lang, body in blocks(text.split("\n### ", 1)[0]) if lang == "python"]
+    start_worker("-c", "1")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["api"].counts("default")["succeeded"] == 3  # the last one deleted
+
+
+def test_the_readme_asgi_routing_mounts_the_live_pages():
+    from channels.routing import ProtocolTypeRouter
+
+    text = (ROOT / "README.md").read_text().split("### Live admin pages", 1)[1]
+    [code] = [body for lang, body in blocks(text.split("\n## ", 1)[0]) if lang == "python"]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    application = namespace["application"]
+    assert isinstance(application, ProtocolTypeRouter)
+    assert set(application.application_mapping) == {"http", "websocket"}
+    demo = (ROOT / "project" / "asgi.py").read_text()
+    assert code.replace("mysite.settings", "project.settings") in demo  # the demo mounts it so

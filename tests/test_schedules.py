@@ -116,10 +116,10 @@ def test_scheduler_fires_once_per_tick_and_skips_paused(settings):
     time.sleep(1.1)
     fired_a, fired_b = a.tick(), b.tick()
     assert len(fired_a) == 1 and fired_b in ([], fired_a)  # the same tick, one job
-    engine.set_schedule_state("fast", paused="1")
+    engine.schedules.set("fast", paused="1")
     time.sleep(1.1)
     assert a.tick() == []
-    engine.set_schedule_state("fast", paused=None)
+    engine.schedules.set("fast", paused=None)
     time.sleep(1.1)
     assert len(a.tick()) == 1
 
@@ -136,7 +136,7 @@ def test_a_schedule_with_three_workers_fires_once_per_tick(start_worker):
         worker.signal(signal.SIGTERM)
     for worker in workers:
         assert worker.wait(15) == 0, worker.output()
-    jobs = engine.jobs("default", "succeeded", limit=100)
+    jobs = engine.reads.jobs("default", "succeeded", limit=100)
     ticks = sorted(job.enqueued_at for job in jobs)
     assert 3 <= len(ticks) <= 6, ticks
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ticks)]

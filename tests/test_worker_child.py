@@ -4,13 +4,14 @@
 import logging
 import threading
 import time
-from multiprocessing import Pipe
 
 import pytest
 
 from jobqueue.conf import get_engine
 from jobqueue.engine import JobState, codec
-from jobqueue.worker_child import JobSource
+from jobqueue.engine.handoff import Handoff
+from jobqueue.worker.child import JobSource
+from jobqueue.worker.pipe import Pipe
 from tests import sample_tasks as t
 
 MEMBER = "w.1#0"  # child 0 of worker "w.1"
@@ -19,19 +20,21 @@ MEMBER = "w.1#0"  # child 0 of worker "w.1"
 @pytest.fixture
 def source():
     engine = get_engine()
-    parent, child = Pipe(duplex=True)
-    inboxes = {engine.qkeys("default").inbox(MEMBER): "default"}
+    parent, child = Pipe.pair()
+    inboxes = {engine.keys.queue("default").inbox(MEMBER): "default"}
     source = JobSource(child, inboxes, wait=0.2)
     yield source, parent
     source.listener.close()
-    engine.run(*engine.idle_call("default", MEMBER, False))  # drops the inbox too
+    engine.runner.run(
+        *engine.worker_protocol().handoff.idle_call("default", MEMBER, False)
+    )  # drops the inbox too
     parent.close()
     child.close()
 
 
 def register():
     engine = get_engine()
-    engine.run(*engine.idle_call("default", MEMBER, True, 3.0))
+    engine.runner.run(*engine.worker_protocol().handoff.idle_call("default", MEMBER, True, 3.0))
 
 
 def piped(*ids):
@@ -51,12 +54,12 @@ def test_a_handed_job_is_taken_from_the_inbox_and_announced_before_its_outcome(s
     result = t.add.enqueue(2, 3)  # leased to the idle child in the enqueue's own script
     message = source.next()
     assert message["id"] == result.id and message["fields"]["args"] == "[2,3]"
-    assert not parent.poll(0)  # not announced yet: that waits until the task is called
+    assert parent.messages() == []  # not announced yet: that waits until the task is called
     source.announce()
     source.announce()  # once only
-    took = codec.loads(parent.recv_bytes())
-    assert not parent.poll(0)
-    claim, since_ms = get_engine().read_handoff(took["took"], took["entry"])
+    [announced] = parent.messages()
+    took = codec.loads(announced)
+    claim, since_ms = Handoff.read_entry(took["took"], took["entry"])
     assert claim.job_id == result.id and claim.token == message["token"]
     assert claim.deadline_ms - since_ms == 30_000 and took["at"] <= time.monotonic()
     job = get_engine().get(result.id)
@@ -65,7 +68,7 @@ def test_a_handed_job_is_taken_from_the_inbox_and_announced_before_its_outcome(s
 
 def test_a_handed_job_runs_before_the_jobs_waiting_in_the_pipe(source):
     source, parent = source
-    parent.send_bytes(codec.encode(piped("p1", "p2")))
+    parent.send(codec.encode(piped("p1", "p2")))
     assert source.next()["id"] == "default:p1"  # read from the pipe; p2 waits
     register()
     source.listener.arm()  # as when the child last waited idle
@@ -81,7 +84,7 @@ def test_an_unreadable_inbox_entry_is_logged_and_skipped(source, caplog):
     get_engine().client.rpush(inbox, "not a claim")
     source.listener.arm()
     wait_for_reply(source.listener)
-    parent.send_bytes(codec.encode(piped("p1")))
+    parent.send(codec.encode(piped("p1")))
     with caplog.at_level(logging.ERROR, logger="jobqueue.worker"):
         assert source.next()["id"] == "default:p1"
     assert "inbox_unreadable" in caplog.text
@@ -101,7 +104,7 @@ def test_a_child_idle_longer_than_its_inbox_wait_still_takes_what_comes(source):
     reader = threading.Thread(target=lambda: got.extend([source.next(), source.next()]))
     reader.start()
     time.sleep(0.7)
-    parent.send_bytes(codec.encode(piped("p1")))
+    parent.send(codec.encode(piped("p1")))
     time.sleep(0.5)
     register()
     result = t.add.enqueue(1, 2)

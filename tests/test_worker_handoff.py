@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def idle_workers(queue="default"):
     engine = get_engine()
-    return engine.client.zrange(engine.qkeys(queue).idle, 0, -1)
+    return engine.client.zrange(engine.keys.queue(queue).idle, 0, -1)
 
 
 def test_an_idle_worker_is_handed_each_new_job(start_worker):
@@ -75,7 +75,7 @@ def test_a_child_busy_with_one_queue_is_not_registered_for_the_other(start_worke
     # child that runs something else (the worker may still claim it, within its prefetch).
     wait_for(lambda: idle_workers("emails") == [])
     email = t.add.using(queue_name="emails").enqueue(1, 1)
-    inbox = get_engine().qkeys("emails").inbox("two-q#0")
+    inbox = get_engine().keys.queue("emails").inbox("two-q#0")
     assert get_engine().client.llen(inbox) == 0  # not handed to it (it is not blocked there)
     wait_for(lambda: t.add.get_result(email.id).status == TaskResultStatus.SUCCESSFUL)
     wait_for(lambda: idle_workers() == [b"two-q#0"])  # idle again: registered again

@@ -55,6 +55,21 @@ def test_a_crashed_job_runs_again(run_worker):
     assert "child_died" in run.stderr
 
 
+def test_a_signal_receiver_that_raises_changes_nothing_about_the_job(run_worker):
+    """Django's task_started / task_finished receivers run in the child: one that raises is
+    logged, and neither kills the child (a stall, a run again) nor fails the job."""
+    job = t.upsets_receivers.enqueue()
+    other = t.add.enqueue(1, 1)
+    run = run_worker("--burst", "-c", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    stored = get_engine().get(job.id)
+    assert stored.state is JobState.SUCCEEDED and stored.attempts == 1 and stored.stalls == 0
+    assert t.upsets_receivers.get_result(job.id).return_value == "ran"
+    assert run.stderr.count(f"task_signal_receiver_failed job={job.id}") == 2, run.stderr
+    assert "a receiver failed for" in run.stderr
+    assert t.add.get_result(other.id).return_value == 2
+
+
 def test_a_job_that_always_crashes_is_dead_after_max_stalls(run_worker):
     job = t.crash_always.enqueue()
     ok = t.add.enqueue(2, 2)
@@ -141,14 +156,17 @@ def test_a_second_signal_exits_at_once(start_worker, run_worker):
     assert time.monotonic() - started < 2
     assert state(long) is JobState.RUNNING  # still leased: nobody released it
     time.sleep(1.2)  # the lease expires; any worker reclaims the job
-    assert get_engine().reap("default")[0] == [long.id]
+    assert get_engine().worker_protocol().reap("default")[0] == [long.id]
 
 
-def test_worker_registry_heartbeat_state_and_clean_exit(start_worker):
-    worker = start_worker("-c", "1", "--name", "reg-test")
+@pytest.mark.parametrize("prefetch", ["32", "1"])
+def test_worker_registry_heartbeat_state_and_clean_exit(start_worker, prefetch):
+    # With --prefetch 1 the job starts within 0.2 s of the worker's first heartbeat: the
+    # change (busy) was held back for the pace of heartbeats, then forgotten until the next.
+    worker = start_worker("-c", "1", "--prefetch", prefetch, "--name", "reg-test")
 
     def registered():
-        found = [w for w in get_engine().workers() if w.name == "reg-test"]
+        found = [w for w in get_engine().workers.all() if w.name == "reg-test"]
         return found[0] if found else None
 
     info = wait_for(registered, message="the worker never registered")
@@ -170,7 +188,7 @@ def test_a_killed_worker_is_shown_dead_then_forgotten(start_worker):
     from jobqueue.engine import Engine
 
     worker = start_worker("-c", "1", "--name", "doomed", JOBQUEUE_WORKER_DEAD_AFTER="1")
-    wait_for(lambda: any(w.name == "doomed" for w in get_engine().workers()))
+    wait_for(lambda: any(w.name == "doomed" for w in get_engine().workers.all()))
     worker.signal_group(signal.SIGKILL)
     worker.wait(10)
     engine = get_engine()
@@ -178,18 +196,18 @@ def test_a_killed_worker_is_shown_dead_then_forgotten(start_worker):
         engine.client, replace(engine.config, worker_dead_after=1, worker_forget_after=2)
     )
     dead = wait_for(
-        lambda: [w for w in short.workers() if w.name == "doomed" and not w.alive], timeout=10
+        lambda: [w for w in short.workers.all() if w.name == "doomed" and not w.alive], timeout=10
     )
     assert dead[0].state == "dead"
-    wait_for(lambda: short.forget_dead_workers() == 1 or not short.workers(), timeout=10)
-    assert [w for w in short.workers() if w.name == "doomed"] == []
+    wait_for(lambda: short.workers.forget_dead() == 1 or not short.workers.all(), timeout=10)
+    assert [w for w in short.workers.all() if w.name == "doomed"] == []
 
 
 def test_task_logs_are_kept_with_the_job(run_worker):
     job = t.chatty.enqueue(3)
     run = run_worker("--burst", "-c", "1")
     assert run.returncode == 0, run.stderr
-    records = get_engine().logs(job.id)
+    records = get_engine().logs.read(job.id)
     assert [r["msg"] for r in records] == [
         "line 1 of 3",
         "line 2 of 3",
@@ -200,11 +218,11 @@ def test_task_logs_are_kept_with_the_job(run_worker):
 
 
 def test_task_logs_are_capped(run_worker):
-    from jobqueue.engine.workers import LOG_CAP
+    from jobqueue.engine.bookkeeping import LOG_CAP
 
     job = t.chatty.enqueue(LOG_CAP + 50)
     assert run_worker("--burst", "-c", "1").returncode == 0
-    records = get_engine().logs(job.id)
+    records = get_engine().logs.read(job.id)
     assert len(records) == LOG_CAP and records[-1]["msg"] == "careful <b>bold</b>"
 
 
@@ -216,14 +234,15 @@ def test_startup_warns_when_redis_can_evict_jobs(private_redis, keyspace, run_wo
 
 
 def test_startup_warns_after_data_loss(private_redis, run_worker):
-    from jobqueue.engine import DataLossDetected, Engine, EngineConfig
-    from jobqueue.engine.connection import create_client
+    from jobqueue.engine import Engine, EngineConfig
+    from jobqueue.engine.errors import DataLossDetected
+    from jobqueue.engine.transport.connection import create_client
 
     engine = Engine(
         create_client(private_redis.url), EngineConfig(prefix="jq"), get_engine().registry
     )
     try:
-        engine.epoch("default")
+        engine.runner.epoch("default")
         private_redis.client().flushall()
         with pytest.raises(DataLossDetected):
             engine.pause("default")
@@ -237,7 +256,7 @@ def test_startup_warns_after_data_loss(private_redis, run_worker):
 def test_self_fencing_stops_the_job_before_its_lease_ends(private_redis, start_worker, tmp_path):
     """Redis goes away: the worker cannot renew, so it kills the job before the lease ends."""
     from jobqueue.engine import Engine, EngineConfig
-    from jobqueue.engine.connection import create_client
+    from jobqueue.engine.transport.connection import create_client
 
     engine = Engine(
         create_client(private_redis.url), EngineConfig(prefix="jq"), get_engine().registry
@@ -312,11 +331,11 @@ def test_kill_storm(start_worker):
         worker.signal(signal.SIGTERM)
     counts = engine.counts("default")
     assert counts[JobState.QUEUED] == counts[JobState.SCHEDULED] == counts[JobState.FAILED] == 0
-    assert engine.client.zcard(engine.qkeys("default").leases) == 0
+    assert engine.client.zcard(engine.keys.queue("default").leases) == 0
     effects = {k.decode(): int(v) for k, v in engine.client.hgetall(t.key("effects")).items()}
     assert set(effects) == {j.id for j in jobs} and min(effects.values()) >= 1
     succeeded_events: dict[str, int] = {}
-    for _, fields in engine.client.xrange(engine.qkeys("default").events):
+    for _, fields in engine.client.xrange(engine.keys.queue("default").events):
         if fields[b"s"] == b"succeeded":
             local = fields[b"id"].decode()
             succeeded_events[local] = succeeded_events.get(local, 0) + 1
@@ -348,12 +367,15 @@ def test_capturing_job_logs_leaves_djangos_task_loggers_as_they_were():
     # "Task started/finished" records in the worker (a cost per job, and output nobody asked for).
     import logging
 
-    from jobqueue import execution
+    from jobqueue.worker import execution
 
     root = logging.getLogger()
     saved = root.level, dict(execution._capture)
     loggers = [logging.getLogger(name) for name in execution.TASK_LOGGERS]
+    levels = [lg.level for lg in loggers]  # the demo's settings quiet Django 6's task logger
     try:
+        for lg in loggers:
+            lg.setLevel(logging.NOTSET)  # a site that did not configure them
         root.setLevel(logging.WARNING)
         execution._capture.clear()
         handler = execution._log_handler()
@@ -368,14 +390,14 @@ def test_capturing_job_logs_leaves_djangos_task_loggers_as_they_were():
         root.setLevel(saved[0])
         execution._capture.clear()
         execution._capture.update(saved[1])
-        for lg in loggers:
-            lg.setLevel(logging.NOTSET)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def test_the_parents_poller_follows_its_readers():
     import multiprocessing
 
-    from jobqueue.worker_pool import Poller
+    from jobqueue.worker.pool import Poller
 
     poller = Poller()
     a_parent, a_child = multiprocessing.Pipe()

@@ -224,6 +224,16 @@ OPTIONS: dict[str, Option] = {
         _check_optional_str,
         "Path where the site mounts jobqueue.routing's websocket (None: pages are not live).",
     ),
+    "ENQUEUE_REPLICAS": Option(
+        0,
+        _positive_number(integer=True, allow_zero=True),
+        "Replicas that must acknowledge each enqueue (Redis's WAIT) before it returns; 0: none.",
+    ),
+    "ENQUEUE_REPLICAS_TIMEOUT": Option(
+        1.0,
+        _positive_number(),
+        "Seconds an enqueue waits for ENQUEUE_REPLICAS acknowledgements before NotReplicated.",
+    ),
     "ENQUEUE_SPIN_MICROSECONDS": Option(
         0,
         _positive_number(integer=True, allow_zero=True),
@@ -322,6 +332,8 @@ def engine_config() -> Any:
         traceback_bytes=int(s.TRACEBACK_BYTES),
         log_line_bytes=int(s.LOG_LINE_BYTES),
         enqueue_spin_us=int(s.ENQUEUE_SPIN_MICROSECONDS),
+        enqueue_replicas=int(s.ENQUEUE_REPLICAS),
+        enqueue_replicas_timeout=float(s.ENQUEUE_REPLICAS_TIMEOUT),
     )
 
 

@@ -24,7 +24,7 @@ from jobqueue import api
 from jobqueue.conf import get_engine
 from jobqueue.engine import JobSpec
 from tests.conftest import ROOT, new_prefix, wait_for
-from tests.redis_server import RedisCluster
+from tests.redis_topologies import RedisCluster
 from tests.sample_tasks import recorded
 
 pytestmark = pytest.mark.slow

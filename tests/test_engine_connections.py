@@ -15,13 +15,12 @@ from jobqueue.engine.transport.connection import create_client, get_client
 from jobqueue.engine.transport.wire import Wire, pack
 from tests.conftest import wait_for
 from tests.redis_server import (
-    RedisCluster,
-    RedisSentinel,
     RedisServer,
     TlsFiles,
     free_port,
     make_tls_files,
 )
+from tests.redis_topologies import RedisCluster, RedisSentinel
 
 
 @pytest.mark.parametrize(

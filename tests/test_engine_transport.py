@@ -17,7 +17,8 @@ from jobqueue.engine.errors import ConfigurationError, ConnectionFailed
 from jobqueue.engine.transport.caller import DirectCaller
 from jobqueue.engine.transport.connection import create_client
 from jobqueue.engine.transport.wire import Wire, master_reply_error, pack
-from tests.redis_server import RedisSentinel, RedisServer, make_tls_files
+from tests.redis_server import RedisServer, make_tls_files
+from tests.redis_topologies import RedisSentinel
 
 
 @pytest.fixture(scope="module")

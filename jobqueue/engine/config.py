@@ -29,6 +29,10 @@ class EngineConfig:
     worker_forget_after: float = 3600.0  # seconds before a dead worker is removed
     # Microseconds a single enqueue polls for Redis's reply before sleeping on it (0: never).
     enqueue_spin_us: int = 0
+    # Replicas that must acknowledge an enqueue (WAIT) before it returns (0: none), and how
+    # long it waits for them, in seconds (producer.py, ``Producer.replicated``).
+    enqueue_replicas: int = 0
+    enqueue_replicas_timeout: float = 1.0
 
     @property
     def lease_ms(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .bookkeeping import JobLogs, ScheduleStates, WorkerRegistry
 from .config import EngineConfig
-from .errors import DataLossDetected, JobqueueError
+from .errors import ConfigurationError, DataLossDetected, JobqueueError
 from .events import EventReader, EventTail
 from .job import Job, JobState
 from .keys import KeySpace
@@ -44,6 +44,12 @@ class Engine:
         self.registry = registry if registry is not None else default_registry
         self.keys = KeySpace(self.config.prefix)
         self.runner = ScriptRunner(client, self.keys)
+        if self.config.enqueue_replicas and self.runner.cluster:
+            raise ConfigurationError(
+                f"ENQUEUE_REPLICAS = {self.config.enqueue_replicas} is not supported on Redis "
+                "Cluster (WAIT would have to follow each queue's slot to its primary); set it "
+                "to 0, or use one Redis or Sentinel."
+            )
         self.reads = Reads(self.runner, self.config)
         self.producer = Producer(self.runner, self.config, self.registry, self.reads)
         self.operations = Operations(self.runner, self.config)

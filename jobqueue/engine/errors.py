@@ -66,6 +66,19 @@ class RedisFull(JobqueueError):
     writes. The refused script wrote nothing: Redis refuses a script at its first write."""
 
 
+class NotReplicated(JobqueueError):
+    """An enqueue wrote its jobs to the primary, but fewer replicas than ``ENQUEUE_REPLICAS``
+    acknowledged them within ``ENQUEUE_REPLICAS_TIMEOUT``: a failover now could lose them.
+    ``job_ids`` are the jobs concerned. Enqueueing them again with the same ``job_id`` or
+    idempotency key creates nothing twice and waits for the replicas again."""
+
+    def __init__(self, message: str, job_ids: list[str], acknowledged: int, wanted: int) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+
+
 class CorruptJob(JobqueueError):
     """A job's data in Redis is malformed (not JSON, wrong shape, wrong key type)."""
 

@@ -129,6 +129,11 @@ class KeySpace:
     def schedules(self) -> str:
         return f"{self.prefix}:schedules"
 
+    @property
+    def replicated(self) -> str:
+        """A counter an enqueue that waits for replicas increments first (producer.py)."""
+        return f"{self.prefix}:replicated"
+
     def patterns(self) -> dict[str, str]:
         """Every key pattern, for the documentation and its test."""
         q = self.queue("<queue>")
@@ -140,5 +145,6 @@ class KeySpace:
             workers=self.workers,
             worker=self.worker("<name>"),
             schedules=self.schedules,
+            replicated=self.replicated,
         )
         return out

@@ -26,6 +26,7 @@ from .job import (
     validate_queue_name,
 )
 from .registry import TaskRegistry
+from .replication import await_replicas
 from .runner import Call, Part, ScriptRunner
 
 if TYPE_CHECKING:
@@ -239,7 +240,10 @@ class Producer(Part):
             for index, state in zip(chunk, reply[1:], strict=True):
                 if jobs[index] is None:  # already there (same id, or a unique key held)
                     jobs[index] = self.reads.get(make_job_id(queue, text(state[1])))
-        return [job for job in jobs if job is not None]
+        created_jobs = [job for job in jobs if job is not None]
+        if self.config.enqueue_replicas:
+            await_replicas(self.runner, self.config, [job.id for job in created_jobs])
+        return created_jobs
 
     def _enqueue_one(
         self, plan: PlainEnqueue, item: _Prepared, draft: Callable[[Job], None] | None = None
@@ -266,12 +270,15 @@ class Producer(Part):
             "enqueue_one", spec.queue, keys, args, spin, while_redis_runs
         )
         if text(status) != "new":  # a repeated call after a lost reply: the job is there
-            return self.reads.get(make_job_id(spec.queue, item.local_id))
-        if drafts:
+            job = self.reads.get(make_job_id(spec.queue, item.local_id))
+        elif drafts:
             job = drafts[-1]
             object.__setattr__(job, "enqueued_at", ms_to_datetime(int(now_ms)))  # not seen yet
-            return job
-        return self._new_job(item, int(now_ms), JobState.QUEUED)
+        else:
+            job = self._new_job(item, int(now_ms), JobState.QUEUED)
+        if self.config.enqueue_replicas:
+            await_replicas(self.runner, self.config, [job.id])
+        return job
 
     def validate(self, spec: JobSpec) -> None:
         """Raise InvalidJob (or UnknownTask) if ``spec`` could not be enqueued."""

@@ -102,6 +102,21 @@ class DirectCaller:
             return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def execute_here(self, commands: list[tuple[Any, ...]]) -> list:
+        """Send ``commands`` on the wire that served this thread's last call, with no second
+        try on a fresh connection: for commands about this connection's own past (``WAIT``
+        counts the replicas that have this connection's writes). Error replies take their
+        command's place; a wire that is gone, or fails now, raises ``redis.ConnectionError``
+        or ``redis.TimeoutError``."""
+        wire = getattr(self.local, "wire", None)
+        if wire is None or wire.pid != os.getpid():
+            raise redis.ConnectionError("The connection that served the last call is gone.")
+        try:
+            return self.exchange(pack(commands), len(commands), None, 0, False, None)
+        except BaseException:
+            self.drop()
+            raise
+
     def exchange(
         self,
         packed: list[bytes],

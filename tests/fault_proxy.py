@@ -5,14 +5,17 @@ a fault: :meth:`FaultProxy.drop_replies` makes the proxy, the next ``n`` times R
 client, close that client's connection instead of passing the answer on: Redis has run the
 command, the client never hears that it did. :meth:`blackhole` makes it stop passing bytes
 either way, as a network that drops every packet would: connections stay open (new ones are
-accepted, and held), nothing arrives, until :meth:`restore`. Threads and sockets end with
-:meth:`close`; every socket has a timeout, so nothing here waits for ever.
+accepted, and held), nothing arrives, until :meth:`restore`; :meth:`cut` does the same in one
+direction only. :meth:`reset` closes every connection open now (each side sees it end), and
+:meth:`delay` holds every chunk back for a while before passing it on (latency). Threads and
+sockets end with :meth:`close`; every socket has a timeout, so nothing here waits for ever.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 
@@ -26,6 +29,8 @@ class FaultProxy:
         self.to_drop = 0
         self.dropped = 0
         self.holding = threading.Event()  # set: blackholed, bytes are held back
+        self.cut_direction = ""  # "requests" or "replies": bytes that way are thrown away
+        self.latency = 0.0  # seconds each chunk waits before it is passed on
         self.open: list[socket.socket] = []
         self.closed = threading.Event()
         self.thread = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
@@ -45,9 +50,29 @@ class FaultProxy:
         thrown away (a read on the other side waits for its own timeout)."""
         self.holding.set()
 
+    def cut(self, direction: str) -> None:
+        """Throw away what goes one way only until :meth:`restore`: ``"requests"`` (client to
+        Redis: nothing the client sends runs) or ``"replies"`` (Redis runs every command, the
+        client hears none of it)."""
+        assert direction in ("requests", "replies"), direction
+        self.cut_direction = direction
+
     def restore(self) -> None:
-        """Pass bytes again (what was sent while blackholed is lost)."""
+        """Pass bytes again both ways (what was sent while blackholed or cut is lost)."""
+        self.cut_direction = ""
         self.holding.clear()
+
+    def reset(self) -> int:
+        """Close every connection open now, both its sides; returns how many there were."""
+        with self.lock:
+            sockets, self.open = self.open, []
+        for sock in sockets:
+            _close(sock)
+        return len(sockets) // 2
+
+    def delay(self, seconds: float) -> None:
+        """Hold every chunk ``seconds`` before passing it on, both ways (0: no delay)."""
+        self.latency = seconds
 
     def close(self) -> None:
         self.closed.set()
@@ -90,8 +115,12 @@ class FaultProxy:
                 break
             if not data:
                 break
-            if self.holding.is_set():  # lost on the way
-                continue
+            if self.holding.is_set() or self.cut_direction == (
+                "replies" if replies else "requests"
+            ):
+                continue  # lost on the way
+            if self.latency:
+                time.sleep(self.latency)
             if replies:
                 with self.lock:
                     drop = self.to_drop > 0

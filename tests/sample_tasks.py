@@ -233,6 +233,23 @@ def touch_file(path: str, seconds: float) -> None:
         time.sleep(0.05)
 
 
+@task(takes_context=True)
+def stamp_attempt(context, directory: str, seconds: float) -> str:
+    """For ``seconds``, writes the time every 50 ms to ``directory/<fence token>``, one file
+    per attempt (each stamp renamed into place), after writing the time it started to
+    ``<fence token>.start``: when each attempt ran, seen from outside."""
+    path = os.path.join(directory, str(context.token))
+    with open(f"{path}.start", "w") as f:
+        f.write(repr(time.time()))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"{path}.writing", "w") as f:
+            f.write(repr(time.time()))
+        os.replace(f"{path}.writing", path)
+        time.sleep(0.05)
+    return path
+
+
 @task
 def chatty(lines: int = 3) -> int:
     import logging

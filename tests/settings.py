@@ -29,4 +29,5 @@ JOBQUEUE = {
     "MIRROR": os.environ.get("JOBQUEUE_MIRROR", "0") == "1",
     "RESULT_BYTES": int(os.environ.get("JOBQUEUE_RESULT_BYTES", str(16 * 1024 * 1024))),
     "SCHEDULES": json.loads(os.environ.get("JOBQUEUE_TEST_SCHEDULES", "{}")),
+    "REDIS_SOCKET_TIMEOUT": float(os.environ.get("JOBQUEUE_REDIS_SOCKET_TIMEOUT", "10")),
 }

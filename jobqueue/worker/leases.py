@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from ..engine.errors import JobqueueError
 from ..engine.protocol import WorkerProtocol
+from .fence_alarm import FenceAlarm
 from .outcomes import OutcomeBuffer
-from .pool import InFlight, Pool
+from .pool import Child, InFlight, Pool
 from .prefetch import PrefetchPolicy
 from .readiness import Readiness
 
@@ -39,6 +40,8 @@ class LeaseKeeper:
         self.renew_every = lease / 3
         self.reap_every = min(lease / 2, 5.0)
         self.fence_margin = min(2.0, lease / 4)
+        # Fences while the loop is held up in a Redis call (fence_alarm.py).
+        self.alarm = FenceAlarm(self.pool, self.fence_margin)
 
     def due_in(self, now: float) -> float:
         """Seconds until the next renewal or reaping."""
@@ -47,9 +50,10 @@ class LeaseKeeper:
     def tick(self, now: float, stopping: bool) -> None:
         """Whatever is due: renew, reap, enforce timeouts, fence (a stopping worker does not
         replace the children it kills)."""
+        self.handle_alarm(stopping)
         if now >= self.next_renew:
             self.next_renew = now + self.renew_every
-            self.renew()
+            self.renew(stopping)
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every
             self.reap()
@@ -57,8 +61,9 @@ class LeaseKeeper:
         if now >= self.next_fence:  # every loop would scan every job held, once per job done
             self.next_fence = now + self.fence_margin / 4
             self.fence(stopping)
+            self.alarm.arm()
 
-    def renew(self) -> None:
+    def renew(self, stopping: bool = False) -> None:
         by_queue: dict[str, list[InFlight]] = {}
         for job in self.pool.in_flight():
             by_queue.setdefault(job.claimed.queue, []).append(job)
@@ -71,7 +76,11 @@ class LeaseKeeper:
             except JobqueueError as exc:
                 logger.warning("renew_failed queue=%s jobs=%d error=%s", queue, len(jobs), exc)
                 continue
+            finally:
+                self.handle_alarm(stopping)  # the call may have waited long on Redis
             for job in jobs:
+                if self.pool.holder(job) is None:  # fenced meanwhile
+                    continue
                 local_id = job.claimed.local_id
                 if renewal.renewed.get(local_id):
                     job.local_deadline = started + (renewal.deadline_ms - renewal.now_ms) / 1000
@@ -143,12 +152,28 @@ class LeaseKeeper:
         now = time.monotonic()
         for child in list(self.pool.children.values()):
             if any(j.local_deadline - self.fence_margin <= now for j in child.jobs):
-                jobs = self.pool.kill(child)
-                logger.critical(
-                    "self_fenced child=%d jobs=%s: the leases could not be renewed",
-                    child.index,
-                    ",".join(j.job_id for j in jobs),
-                )
-                # Not released: Redis may be unreachable; the leases expire and are reaped.
-                if not stopping:
-                    self.pool.spawn(child.index)
+                self.fenced(child, stopping)
+
+    def handle_alarm(self, stopping: bool) -> None:
+        """Handle the children the alarm killed as fenced."""
+        if self.alarm.killed:
+            for child in list(self.pool.children.values()):
+                if child.pid in self.alarm.killed:
+                    self.fenced(child, stopping)
+
+    def fenced_by_alarm(self, child: Child) -> bool:
+        """Whether the alarm killed this child (it is to be handled by :meth:`fenced`)."""
+        return child.pid in self.alarm.killed
+
+    def fenced(self, child: Child, stopping: bool) -> None:
+        """Kill the child (the alarm may have already) and forget its jobs, unreleased."""
+        jobs = self.pool.kill(child)
+        self.alarm.killed.discard(child.pid)
+        logger.critical(
+            "self_fenced child=%d jobs=%s: the leases could not be renewed",
+            child.index,
+            ",".join(j.job_id for j in jobs),
+        )
+        # Not released: Redis may be unreachable; the leases expire and are reaped.
+        if not stopping:
+            self.pool.spawn(child.index)

@@ -180,6 +180,7 @@ class Worker:
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.leases.alarm.install()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
@@ -228,6 +229,7 @@ class Worker:
             listener.close()
         self.handoff.give_back()  # stopped while waiting: give back what was handed over
         self.pool.stop_all()
+        self.leases.alarm.disarm()  # no child holds a lease now
         for sidecar in self.sidecars:  # a burst worker leaves the database up to date
             sidecar.stop(drain=self.options.burst and not self.signals)
         signal.set_wakeup_fd(-1)
@@ -327,7 +329,10 @@ class Worker:
                 self._read(child)
             elif item == child.process.sentinel and not child.process.is_alive():
                 self._read(child)
-                self._child_died(child)
+                if self.leases.fenced_by_alarm(child):
+                    self.leases.fenced(child, bool(self.signals))
+                else:
+                    self._child_died(child)
 
     def _read(self, child: Child) -> None:
         """Handle every message the child has written."""

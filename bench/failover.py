@@ -11,9 +11,11 @@ looked for on the last master::
     python -m bench.failover --failovers 3 --replicas 1
 
 Per setting: enqueues acknowledged, acknowledged jobs missing at the end (lost), enqueues/s
-between failovers, the sentinels' failover times, and the longest time the producer went
-without an acknowledged enqueue. Numbers are printed, never asserted
-(``tests/test_sentinel_failover.py`` asserts that with replicas nothing acknowledged is lost).
+between failovers, the sentinels' failover times, how many times the sentinels switched to a
+new master (more than the kills: they also failed over a master that was alive, a split
+brain), and the longest time the producer went without an acknowledged enqueue. Numbers are
+printed, never asserted (``tests/test_sentinel_failover.py`` asserts that with every replica
+acknowledging nothing acknowledged is lost).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def run(replicas: int, failovers: int, between: float) -> dict:
             time.sleep(between)
             done.set()
             producer.join(timeout=30)
+            switches = sentinel.switches()
             found = set()
             for start in range(0, len(acknowledged), 1000):
                 found.update(job.id for job in engine.find(acknowledged[start : start + 1000]))
@@ -93,6 +96,7 @@ def run(replicas: int, failovers: int, between: float) -> dict:
         "failover": took,
         "gap": max(gaps, default=0.0),
         "refused": refused,
+        "switches": switches,
     }
 
 
@@ -103,14 +107,16 @@ def main() -> None:
     parser.add_argument("--replicas", default="0,1,2", help="ENQUEUE_REPLICAS values to run")
     options = parser.parse_args()
     print("| ENQUEUE_REPLICAS | acknowledged | lost | enqueues/s | failover (s) ", end="")
-    print("| longest pause (s) | refused |\n|---|---|---|---|---|---|---|")
+    print("| new masters for the kills | longest pause (s) | refused |")
+    print("|---|---|---|---|---|---|---|---|")
     for replicas in (int(value) for value in options.replicas.split(",")):
         r = run(replicas, options.failovers, options.between)
         failover = ", ".join(f"{seconds:.1f}" for seconds in r["failover"])
         refused = ", ".join(f"{name} {count}" for name, count in r["refused"].items() if count)
         print(
             f"| {replicas} | {r['acknowledged']:,} | {r['lost']:,} | {r['rate']:,.0f} | "
-            f"{failover} | {r['gap']:.1f} | {refused or 'none'} |",
+            f"{failover} | {r['switches']} for {options.failovers} | {r['gap']:.1f} | "
+            f"{refused or 'none'} |",
             flush=True,
         )
 

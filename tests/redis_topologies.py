@@ -92,7 +92,9 @@ class RedisSentinel:
                             break
                 except redis.RedisError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError("redis sentinel did not start") from None
+                        log = self.dir / str(self.ports.index(port)) / "log"
+                        said = log.read_text()[-2000:] if log.exists() else "(no log)"
+                        raise RuntimeError(f"redis sentinel did not start:\n{said}") from None
                     time.sleep(0.05)
         if len(self.servers) > 1:
             self.wait_for_replicas(len(self.servers) - 1)
@@ -146,6 +148,12 @@ class RedisSentinel:
         old.start()
         return took
 
+    def switches(self) -> int:
+        """How many times the first sentinel switched to a new master (each kill makes one;
+        more means the sentinels also failed over a master that was alive)."""
+        log = self.dir / "0" / "log"
+        return log.read_text().count("+switch-master") if log.exists() else 0
+
     def close(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -156,16 +164,26 @@ class RedisSentinel:
 
 
 class RedisCluster:
-    """A three-master Redis Cluster on free loopback ports."""
+    """A Redis Cluster of three primaries on free loopback ports, each with ``replicas``
+    replicas. With replicas, a node is failing after 1 s without a reply
+    (``cluster-node-timeout``), and :meth:`kill_primary` kills the primary of a slot and waits
+    until one of its replicas holds the slot."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, replicas: int = 0) -> None:
+        options = {"cluster-enabled": "yes"}
+        if replicas:
+            options.update({"cluster-node-timeout": "1000", "repl-diskless-sync-delay": "0"})
+        self.replicas = replicas
         self.nodes = [
-            RedisServer(directory / f"node{i}", **{"cluster-enabled": "yes"}) for i in range(3)
+            RedisServer(directory / f"node{i}", **options) for i in range(3 * (1 + replicas))
         ]
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def live(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process is not None]
 
     def start(self) -> RedisCluster:
         for node in self.nodes:
@@ -173,21 +191,57 @@ class RedisCluster:
         subprocess.run(
             ["redis-cli", "--cluster", "create"]
             + [f"127.0.0.1:{n.port}" for n in self.nodes]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
+            + ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
         )
-        deadline = time.monotonic() + 20
+        self.wait_until_ok(20)
+        return self
+
+    def wait_until_ok(self, timeout: float) -> None:
+        """Until every live node says the cluster is ok and every replica is in sync."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            infos = []
-            for node in self.nodes:
-                with redis.Redis(port=node.port) as client:
-                    infos.append(client.cluster("info"))
-            if all(i.get("cluster_state") == "ok" for i in infos):
-                return self
+            ok = True
+            for node in self.live():
+                try:
+                    with redis.Redis(port=node.port, socket_timeout=2) as client:
+                        ok &= client.cluster("info").get("cluster_state") == "ok"
+                        info = client.info("replication")
+                        ok &= info["role"] == "master" or info["master_link_status"] == "up"
+                except redis.RedisError:
+                    ok = False
+            if ok:
+                return
             time.sleep(0.1)
         raise RuntimeError("the redis cluster did not become ready")
+
+    def primary_of(self, slot: int) -> RedisServer:
+        """The node that serves ``slot`` now, as the live nodes see it."""
+        for node in self.live():
+            try:
+                with redis.Redis(port=node.port, socket_timeout=2) as client:
+                    for first, last, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                        if first <= slot <= last:
+                            port = int(primary[1])
+                            return next(n for n in self.nodes if n.port == port)
+            except redis.RedisError:
+                continue
+        raise RuntimeError(f"no live node knows who serves slot {slot}")
+
+    def kill_primary(self, slot: int, timeout: float = 30) -> float:
+        """SIGKILL the primary of ``slot``; wait until a replica serves it and the cluster is
+        ok again. Returns the seconds that took."""
+        old = self.primary_of(slot)
+        old.kill()
+        killed = time.monotonic()
+        while self.primary_of(slot) is old:
+            if time.monotonic() - killed > timeout:
+                raise RuntimeError(f"no replica took over slot {slot}")
+            time.sleep(0.05)
+        self.wait_until_ok(timeout)
+        return time.monotonic() - killed
 
     def close(self) -> None:
         for node in self.nodes:

@@ -12,18 +12,17 @@ loses) and the time to recover.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from jobqueue.conf import get_engine
 from jobqueue.engine import Engine, EngineConfig, JobSpec, JobState
-from jobqueue.engine.errors import ConfigurationError, ConnectionFailed, NotReplicated
+from jobqueue.engine.errors import ConfigurationError, NotReplicated
 from jobqueue.engine.transport.connection import create_client
 from tests import sample_tasks  # noqa: F401 - registers the task the producer enqueues
 from tests.conftest import wait_for
+from tests.load import Producer
 from tests.redis_server import RedisServer
 from tests.redis_topologies import RedisCluster, RedisSentinel
 
@@ -39,46 +38,6 @@ def documented_settings() -> dict:
     namespace: dict = {}
     exec(block, namespace)
     return namespace["JOBQUEUE"]
-
-
-class Producer(threading.Thread):
-    """Enqueues ``tests.sample_tasks.add`` with ids of its own (default:p000000, ...); a
-    failed enqueue is tried again with the same id until it returns. Keeps the ids that
-    returned and the longest time between two that did."""
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(daemon=True)
-        self.engine = engine
-        self.acknowledged: list[str] = []
-        self.refused: dict[str, int] = {}
-        self.longest_gap = 0.0
-        self.done = threading.Event()
-        self.crashed: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.produce()
-        except BaseException as exc:  # shown by the test, not as a warning about a thread
-            self.crashed = exc
-
-    def produce(self) -> None:
-        number, last = 0, time.monotonic()
-        while not self.done.is_set():
-            try:
-                job = self.engine.enqueue(
-                    "tests.sample_tasks.add", [number, 1], job_id=f"default:p{number:06d}"
-                )
-            except (ConnectionFailed, NotReplicated) as exc:
-                name = type(exc).__name__
-                self.refused[name] = self.refused.get(name, 0) + 1
-                time.sleep(0.05)
-                continue
-            now = time.monotonic()
-            self.longest_gap = max(self.longest_gap, now - last)
-            last = now
-            self.acknowledged.append(job.id)
-            number += 1
-            time.sleep(0.005)
 
 
 @pytest.mark.slow

@@ -338,3 +338,55 @@ def test_a_worker_follows_its_queue_to_another_primary(site, cluster, tmp_path):
         output = log.read()
         log.close()
     assert "Traceback" not in output, output[-2000:]
+
+
+def test_a_queue_migrated_while_its_jobs_run_loses_and_repeats_nothing(site, cluster, tmp_path):
+    """Last too: the slot of a queue whose jobs are running moves to another primary, its
+    keys a hundred at a time (the slot MIGRATING on one side and IMPORTING on the other, so
+    scripts meet ASK and TRYAGAIN replies on the way). Every job runs once, ends succeeded,
+    and the mirror's rows say so."""
+    from tests.sample_tasks import client, key
+
+    engine = get_engine()
+    slot = engine.client.keyslot(engine.keys.queue("sms").wake)
+    specs = [JobSpec("tests.sample_tasks.count_effect", [0.01], queue="sms") for _ in range(300)]
+    ids = [job.id for job in engine.enqueue_many(specs)]
+    log = (tmp_path / "worker.log").open("w+")
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", "--concurrency", "2", "sms"],
+        cwd=ROOT,
+        env=site,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def succeeded() -> int:
+        return sum(job.state == "succeeded" for job in engine.find(ids))
+
+    try:
+        wait_for(lambda: succeeded() >= 30, timeout=30, message="the worker never started")
+        moved_at = succeeded()
+        move_slot(cluster, slot)
+        assert moved_at < len(ids), "every job ran before the slot moved: nothing was tested"
+        wait_for(lambda: succeeded() == len(ids), timeout=60, message="jobs left unfinished")
+        effects = client().hgetall(key("effects"))
+        counts = {job_id: int(effects.get(job_id.encode(), 0)) for job_id in ids}
+        assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
+        wait_for(
+            lambda: (
+                sum(status == "succeeded" for _, status in mirrored(site).values()) >= len(ids)
+            ),
+            timeout=30,
+            message="the mirror's rows lag",
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert "Traceback" not in output, output[-3000:]

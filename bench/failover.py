@@ -46,7 +46,7 @@ def run(replicas: int, failovers: int, between: float) -> dict:
     registry = TaskRegistry()
     registry.register("bench.noop", noop)
     with tempfile.TemporaryDirectory(prefix="jq-failover-") as directory:
-        sentinel = RedisSentinel(Path(directory), replicas=2, sentinels=3).start()
+        sentinel = RedisSentinel(Path(directory), 2, sentinels=3, down_after_ms=1000).start()
         config = EngineConfig(prefix="fo", enqueue_replicas=replicas)
         engine = Engine(create_client(sentinel.url), config, registry)
         acknowledged: list[str] = []

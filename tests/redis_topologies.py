@@ -14,10 +14,15 @@ from tests.redis_server import RedisServer, free_port
 
 class RedisSentinel:
     """A master with ``replicas`` replicas, watched by ``sentinels`` sentinels as
-    ``mymaster`` (a quorum of a majority of them). With replicas, :meth:`fail_over` kills the
-    master and waits until the sentinels name another one."""
+    ``mymaster`` (a quorum of a majority of them; down after ``down_after_ms`` without a
+    reply: 2 s, since on a loaded machine 1 s made the sentinels fail over live masters).
+    With replicas, :meth:`fail_over` kills the master and waits until the sentinels name
+    another one."""
 
-    def __init__(self, directory: Path, replicas: int = 0, sentinels: int = 1) -> None:
+    def __init__(
+        self, directory: Path, replicas: int = 0, sentinels: int = 1, down_after_ms: int = 2000
+    ) -> None:
+        self.down_after_ms = down_after_ms  # no reply for this long: the master is down
         # A replica's first sync starts at once, not after diskless sync's 5 s wait for others.
         self.servers = [
             RedisServer(directory / f"redis{i}", **{"repl-diskless-sync-delay": "0"})
@@ -43,10 +48,11 @@ class RedisSentinel:
         return f"redis+sentinel://{hosts}/mymaster/0"
 
     def master_port(self) -> int:
-        for port in self.named_masters():
-            if port is not None:
-                return port
-        raise RuntimeError("no sentinel answered")
+        """The master most sentinels name."""
+        named = [port for port in self.named_masters() if port is not None]
+        if not named:
+            raise RuntimeError("no sentinel answered")
+        return max(set(named), key=named.count)
 
     def named_masters(self) -> list[int | None]:
         """The master's port as each sentinel names it (None: that sentinel did not answer)."""
@@ -73,7 +79,7 @@ class RedisSentinel:
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
                 f"sentinel monitor mymaster 127.0.0.1 {first.port} {quorum}\n"
-                "sentinel down-after-milliseconds mymaster 1000\n"
+                f"sentinel down-after-milliseconds mymaster {self.down_after_ms}\n"
                 "sentinel failover-timeout mymaster 3000\n"
             )
             self.processes.append(
@@ -121,30 +127,34 @@ class RedisSentinel:
             time.sleep(0.1)
         raise RuntimeError(f"the master did not get {count} replicas in sync")
 
-    def fail_over(self, timeout: float = 30) -> float:
-        """Kill the master (SIGKILL) and wait until every sentinel names the same other one;
-        the killed server then comes back as a replica of it. Returns the seconds until the
-        first sentinel named the new master.
+    def fail_over(self, timeout: float = 45) -> float:
+        """Kill the master (SIGKILL) and wait until a majority of the sentinels name the same
+        other one; the killed server then comes back as a replica of it. Returns the seconds
+        until the first sentinel named the new master.
 
-        Bringing the old master back before every sentinel knows of the failover would split
+        Bringing the old master back before the sentinels know of the failover would split
         the brain: a sentinel still holding the old configuration sees "its" master report
         itself a replica and turns it back into a master (Redis's sentinel does so), and the
-        writes the other master takes meanwhile are lost when one of the two is demoted."""
+        writes the other master takes meanwhile are lost when one of the two is demoted.
+        Waiting for all of them was not possible: under load, one sometimes held another view
+        for longer than 30 s."""
         old = self.master
         old.kill()
         killed = time.monotonic()
         took = None
         while True:
-            named = set(self.named_masters())
-            if took is None and named - {old.port, None}:
+            named = self.named_masters()
+            if took is None and set(named) - {old.port, None}:
                 took = time.monotonic() - killed
-            if len(named) == 1 and named != {old.port} and named != {None}:
+            new = [port for port in named if port not in (old.port, None)]
+            agreed = max(set(new), key=new.count) if new else None
+            if agreed is not None and new.count(agreed) > len(named) // 2:
                 break
             if time.monotonic() - killed > timeout:
                 raise RuntimeError(f"the sentinels did not agree on a new master: {named}")
             time.sleep(0.05)
         assert took is not None
-        old.options["replicaof"] = f"127.0.0.1 {self.master_port()}"
+        old.options["replicaof"] = f"127.0.0.1 {agreed}"
         old.start()
         return took
 

@@ -402,14 +402,18 @@ def test_a_result_for_a_job_reclaimed_meanwhile_is_refused(private_redis, start_
 
 
 @pytest.mark.slow
-def test_aof_redis_killed_three_times_keeps_every_acknowledged_job(tmp_path, start_worker):
-    """500 jobs enqueued while a worker runs them and Redis is SIGKILLed three times: every
-    enqueue acknowledged before a kill is there after the restart, no loss is noticed, and the
-    run drains with every job run at least once (re-executions counted)."""
+@pytest.mark.parametrize(
+    ("total", "kills"), [(500, 3), pytest.param(5000, 5, marks=pytest.mark.long)]
+)
+def test_aof_redis_killed_during_a_run_keeps_every_acknowledged_job(
+    total, kills, tmp_path, start_worker
+):
+    """``total`` jobs enqueued while a worker runs them and Redis is SIGKILLed ``kills``
+    times: every enqueue acknowledged before a kill is there after the restart, no loss is
+    noticed, and the run drains with every job run at least once (re-executions counted)."""
     from jobqueue.exceptions import ConnectionFailed
     from tests.redis_server import RedisServer
 
-    total, kills = 500, 3
     server = RedisServer(tmp_path / "aof", appendonly="yes", appendfsync="always").start()
     engine = private_engine(server)
     runs = tmp_path / "runs.txt"
@@ -446,7 +450,7 @@ def test_aof_redis_killed_three_times_keeps_every_acknowledged_job(tmp_path, sta
             client = server.client()
             missing = [key for key in keys if not client.exists(key)]
             assert not missing, f"{len(missing)} acknowledged jobs lost: {missing[:3]}"
-        producer.join(timeout=30)
+        producer.join(timeout=30 + total * 0.01)
         assert not producer.is_alive(), f"{len(acknowledged)} of {total} enqueued"
         assert len(set(acknowledged)) == total
 
@@ -454,7 +458,7 @@ def test_aof_redis_killed_three_times_keeps_every_acknowledged_job(tmp_path, sta
             counts = engine.counts("default")
             return counts[JobState.SUCCEEDED] == total and counts[JobState.QUEUED] == 0
 
-        wait_for(drained, 30, message=f"not drained: {engine.counts('default')}")
+        wait_for(drained, 30 + total * 0.01, message=f"not drained: {engine.counts('default')}")
         lines = runs.read_text().split()
         per_job = {job_id: lines.count(job_id) for job_id in acknowledged}
         assert min(per_job.values()) >= 1 and set(lines) == set(acknowledged)

@@ -82,3 +82,23 @@ def test_producers_and_workers_carry_on_when_a_primary_dies(tmp_path, start_work
         producer.done.set()
         engine.client.close()
         cluster.close()
+
+
+def test_a_cluster_that_is_gone_is_connection_failed(tmp_path, registry):
+    """Every node down: redis-py's cluster client raises errors that are not RedisErrors
+    (no reachable node); the engine's callers get ConnectionFailed, as on one Redis."""
+    from jobqueue.exceptions import ConnectionFailed
+
+    cluster = RedisCluster(tmp_path).start()
+    engine = Engine(create_client(cluster.url), EngineConfig(prefix="gone"), registry)
+    try:
+        engine.enqueue("tests.noop")
+        for node in cluster.nodes:
+            node.kill()
+        with pytest.raises(ConnectionFailed, match="could not be reached"):
+            engine.enqueue("tests.noop")
+        with pytest.raises(ConnectionFailed):
+            engine.counts("default")
+    finally:
+        engine.client.close()
+        cluster.close()

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import redis
-
 from . import codec
 from .codec import text
 from .job import ms_to_datetime, split_job_id
 from .runner import Part
+from .transport.connection import REDIS_ERRORS
 
 LOG_CAP = 500  # records kept per job
 
@@ -62,7 +61,7 @@ class WorkerRegistry(Part):
             pipe.pexpire(key, int(self.config.worker_forget_after * 1000))
             pipe.zadd(self.keys.workers, {name: now})
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "worker_heartbeat") from exc
 
     def gone(self, name: str) -> None:
@@ -72,7 +71,7 @@ class WorkerRegistry(Part):
             pipe.delete(self.keys.worker(name))
             pipe.zrem(self.keys.workers, name)
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "worker_gone") from exc
 
     def all(self) -> list[WorkerInfo]:
@@ -84,7 +83,7 @@ class WorkerRegistry(Part):
             for name, _ in entries:
                 pipe.hgetall(self.keys.worker(text(name)))
             hashes = pipe.execute() if entries else []
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "workers") from exc
         out = []
         for (raw_name, score), raw in zip(entries, hashes, strict=True):
@@ -121,7 +120,7 @@ class WorkerRegistry(Part):
                     pipe.delete(self.keys.worker(text(name)))
                 pipe.zrem(self.keys.workers, *names)
                 pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "forget_dead_workers") from exc
         return len(names)
 
@@ -146,7 +145,7 @@ class JobLogs(Part):
             pipe.ltrim(key, -LOG_CAP, -1)
             pipe.pexpire(key, ttl)
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "append_logs", queue) from exc
 
     def read(self, job_id: str, start: int = 0) -> list[dict[str, Any]]:
@@ -154,7 +153,7 @@ class JobLogs(Part):
         queue, local_id = split_job_id(job_id)
         try:
             raw = self.client.lrange(self.keys.queue(queue).log(local_id), start, -1)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "logs", queue) from exc
         records = []
         for item in raw:
@@ -178,7 +177,7 @@ class ScheduleStates(Part):
         fields = [f"{n}:{part}" for n in names for part in ("last", "paused", "job", "v")]
         try:
             values = self.client.hmget(self.keys.schedules, fields)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "schedule_states") from exc
         states: dict[str, dict[str, str]] = {n: {} for n in names}
         for field_name, value in zip(fields, values, strict=True):
@@ -200,5 +199,5 @@ class ScheduleStates(Part):
                     pipe.hset(key, f"{name}:{part}", value)
             pipe.hincrby(key, f"{name}:v", 1)
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "set_schedule_state") from exc

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from .runner import ScriptRunner
+from .transport.connection import REDIS_ERRORS
 
 # On Redis Cluster a tail's blocking read that finds nothing waits this long instead (its
 # streams lie in several slots, and XREAD BLOCK takes streams of one slot only).
@@ -126,7 +127,7 @@ class EventReader:
                 except redis.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise self.runner.translate(exc, "xgroup_create", queue) from exc
-                except redis.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     raise self.runner.translate(exc, "xgroup_create", queue) from exc
                 self.grouped.add(key)
             streams[key] = queue
@@ -143,7 +144,7 @@ class EventReader:
                 self.grouped.clear()
                 return Delivery(lost=True)
             raise self.runner.translate(exc, "xreadgroup") from exc
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "xreadgroup") from exc
         delivery = Delivery()
         decoded = not self.runner.cluster  # _xreadgroup decoded the reply
@@ -188,7 +189,7 @@ class EventReader:
             for key, ids in delivery.entries.items():
                 if ids:
                     self.client.xack(key, self.group, *ids)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "xack") from exc
 
     def take_over(self, streams: dict[str, str]) -> list[str]:
@@ -250,7 +251,7 @@ class EventTail:
                     self.last[key] = newest[0][0] if newest else "0-0"
                     self.names[key] = queue
             self.started = True
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "xrevrange") from exc
 
     def created_since(
@@ -269,7 +270,7 @@ class EventTail:
                     event = parse_event(queue, entry_id, fields)
                     if event is not None and event.version == 1 and event.local_id:
                         found.append(event)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "xrevrange") from exc
         found.sort(key=lambda event: event.at_ms, reverse=True)
         return found
@@ -296,7 +297,7 @@ class EventTail:
                 assert direct is not None  # every client but Cluster's
                 reply = direct.execute(*command, text=True) or []
                 replies = list(reply.items()) if isinstance(reply, dict) else reply
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "xread") from exc
         events = []
         for key, entries in replies:

@@ -22,6 +22,7 @@ from .job import (
     validate_queue_name,
 )
 from .runner import Part
+from .transport.connection import REDIS_ERRORS
 
 BLOCK_SLICE = 5.0  # seconds per BLPOP; below the client's socket timeout
 
@@ -72,7 +73,7 @@ class Reads(Part):
             values, size = pipe.execute()
         except redis.ResponseError as exc:
             raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {exc}.") from exc
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "get", queue) from exc
         found = zip(names, values, strict=True)
         raw = {name.encode(): value for name, value in found if value is not None}
@@ -88,7 +89,7 @@ class Reads(Part):
             pipe.hgetall(self.keys.queue(queue).job(local_id))
         try:
             replies = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "get") from exc
         out: list[Job | JobqueueError] = []
         for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
@@ -111,7 +112,7 @@ class Reads(Part):
         """Every queue name ever used under this prefix."""
         try:
             return sorted(text(q) for q in self.client.smembers(self.keys.queues))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "queues") from exc
 
     def counts(self, queue: str) -> dict[JobState, int]:
@@ -135,7 +136,7 @@ class Reads(Part):
         pipe.hgetall(qk.meta)
         try:
             *sizes, meta = pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "queue_info", queue) from exc
         meta = {text(k): text(v) for k, v in meta.items()}
         return QueueInfo(
@@ -158,7 +159,7 @@ class Reads(Part):
             ids = self.client.zrange(
                 zset, offset, offset + limit - 1, desc=wanted in FINISHED_STATES
             )
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "job_ids", queue) from exc
         return [f"{queue}:{text(i)}" for i in ids]
 
@@ -180,7 +181,7 @@ class Reads(Part):
         while True:
             try:
                 state = text(self.runner.scripts.run("wait_prepare", [qk.job(local_id)], []))
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise self.runner.translate(exc, "wait_prepare", queue) from exc
             if not state:
                 raise JobNotFound(f"No job {job_id!r}: it never existed, expired, or was deleted.")
@@ -193,5 +194,5 @@ class Reads(Part):
                 self.client.blpop(
                     [qk.done(local_id)], timeout=max(min(remaining, BLOCK_SLICE), 0.01)
                 )
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise self.runner.translate(exc, "wait", queue) from exc

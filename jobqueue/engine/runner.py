@@ -21,7 +21,7 @@ from .codec import text
 from .config import EngineConfig
 from .errors import ConnectionFailed, DataLossDetected, JobqueueError, RedisFull
 from .keys import KeySpace
-from .transport.connection import is_cluster
+from .transport.connection import REDIS_ERRORS, UNAVAILABLE, is_cluster
 from .transport.scripts import Scripts
 
 logger = logging.getLogger("jobqueue.engine")
@@ -76,7 +76,7 @@ class ScriptRunner:
                 "init_queue", [self.keys.queue(queue).meta], [secrets.token_hex(8), lost]
             )
             self.client.sadd(self.keys.queues, queue)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.translate(exc, "init_queue") from exc
         epoch = self._epochs[queue] = text(raw)
         return epoch
@@ -125,7 +125,7 @@ class ScriptRunner:
         epoch = self.epoch(queue)
         try:
             return self.scripts.run(name, keys, [epoch, *args], *options)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.translate(exc, name, queue, epoch) from exc
 
     def run_despite_loss(
@@ -171,7 +171,7 @@ class ScriptRunner:
         ]
         try:
             replies = self.scripts.run_many(prepared, on_reply)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.translate(exc, calls[0][0]) from exc
         out = []
         for (name, queue, _, _), epoch, reply in zip(calls, epochs, replies, strict=True):
@@ -187,7 +187,7 @@ class ScriptRunner:
         """Now, on the Redis clock (the clock every lease and heartbeat is measured on)."""
         try:
             seconds, micros = self.client.time()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise self.translate(exc, "time") from exc
         return int(seconds) * 1000 + int(micros) // 1000
 
@@ -200,7 +200,7 @@ class ScriptRunner:
         message = str(exc)
         if isinstance(exc, redis.ResponseError) and "JQLOST" in message and queue is not None:
             return self._on_data_loss(queue, message, epoch)
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        if isinstance(exc, UNAVAILABLE):
             return ConnectionFailed(f"Redis could not be reached while running {name}: {exc}")
         if isinstance(exc, redis.ResponseError) and OUT_OF_MEMORY in message:
             return self._redis_full(name)

@@ -40,6 +40,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url, to_bool
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.sentinel import Sentinel
 
 from ..errors import ConfigurationError
@@ -68,6 +75,20 @@ QUERY_OPTIONS = (set(URL_QUERY_ARGUMENT_PARSERS) - {"db", "timeout"}) | {
     "ssl_keyfile",
     "ssl_password",
 }
+
+# What a Redis call can raise: redis-py's cluster client raises some errors that are not
+# RedisErrors (no node reachable, a slot no node serves), so every call catches both.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+# Redis cannot serve now, and may in a moment: the connection, or a cluster without a node for
+# the slot (failing over, or gone). jobqueue raises ConnectionFailed for these.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
 
 SCHEMES = (
     "redis://",

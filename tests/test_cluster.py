@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -274,6 +275,84 @@ def test_the_live_tail_waits_between_empty_reads_and_sees_every_queue(site):
 
     wait_for(every_one_seen, timeout=5, message="the tail missed events")
     assert seen == set(ids)
+
+
+def start_site_worker(env: dict[str, str], log: Any, *args: str) -> subprocess.Popen:
+    """``runworker ARGS`` for the site, in a session of its own (killed with its children),
+    writing to the open file ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_a_small_kill_storm_on_three_primaries(site, tmp_path):
+    """300 jobs on three queues, one on each primary, two workers, one of them SIGKILLed (with
+    its children) five times while busy: every job ends succeeded, its success recorded once,
+    its side effect at least once; nothing left leased."""
+    import random
+
+    from jobqueue.engine import JobState
+    from tests.sample_tasks import client, key
+
+    engine = get_engine()
+    one_per_primary: dict[str, str] = {}
+    for queue in QUEUES:
+        node = engine.client.get_node_from_key(engine.keys.queue(queue).wake).name
+        one_per_primary.setdefault(node, queue)
+    queues = list(one_per_primary.values())
+    assert len(queues) == 3, one_per_primary
+    specs = [
+        JobSpec("tests.sample_tasks.count_effect", [0.01], queue=queues[i % 3]) for i in range(300)
+    ]
+    ids = [job.id for job in engine.enqueue_many(specs)]
+    env = {**site, "JOBQUEUE_LEASE_SECONDS": "1", "JOBQUEUE_MAX_STALLS": "100"}
+    log = (tmp_path / "workers.log").open("w+")
+    args = ("--concurrency", "2", "--no-mirror", *queues)
+    workers = [start_site_worker(env, log, *args) for _ in range(2)]
+    rng = random.Random(7)
+    kills = 0
+    try:
+        deadline = time.monotonic() + 60
+        while kills < 5 and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 0.4))
+            if not any(engine.counts(q)[JobState.RUNNING] for q in queues):
+                continue
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            workers[0].wait(timeout=10)
+            workers[0] = start_site_worker(env, log, *args)
+            kills += 1
+        assert kills == 5, "the jobs ran out before five kills"
+
+        def succeeded() -> int:
+            return sum(job.state == JobState.SUCCEEDED for job in engine.find(ids))
+
+        wait_for(lambda: succeeded() == len(ids), timeout=60, message="jobs left unfinished")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    for queue in queues:
+        assert engine.client.zcard(engine.keys.queue(queue).leases) == 0
+    effects = {k.decode(): int(v) for k, v in client().hgetall(key("effects")).items()}
+    assert {job_id for job_id in ids if effects.get(job_id, 0) < 1} == set()
+    done_events: dict[str, int] = {}
+    for queue in queues:
+        for _, fields in engine.client.xrange(engine.keys.queue(queue).events):
+            if fields[b"s"] == b"succeeded":
+                done_events[fields[b"id"].decode()] = (
+                    done_events.get(fields[b"id"].decode(), 0) + 1
+                )
+    assert len(done_events) == len(ids) and set(done_events.values()) == {1}
+    no_slot_errors(output)
 
 
 def move_slot(cluster: RedisCluster, slot: int) -> tuple[int, int]:

@@ -17,6 +17,7 @@ SIGALRM handler for their jobs' timeouts.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -29,8 +30,10 @@ class FenceAlarm:
         self.pool = pool
         self.margin = margin
         self.killed: set[int] = set()  # pids of children the alarm killed, not handled yet
+        self.pid = os.getpid()  # the parent's (install() sets it again)
 
     def install(self) -> None:
+        self.pid = os.getpid()
         signal.signal(signal.SIGALRM, self._ring)
 
     def arm(self) -> None:
@@ -48,6 +51,10 @@ class FenceAlarm:
             signal.setitimer(signal.ITIMER_REAL, max(delay, 0.001))
 
     def _ring(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:
+            # A process forked from the parent (a child, a sidecar) runs the handler once if
+            # the alarm rang just before the fork: it is not the parent's to act on.
+            return
         now = time.monotonic()
         later: list[float] = []
         for child in list(self.pool.children.values()):

@@ -440,6 +440,8 @@ def test_aof_redis_killed_during_a_run_keeps_every_acknowledged_job(
     try:
         worker = worker_on(start_worker, server.url, "-c", "2", JOBQUEUE_LEASE_SECONDS="3")
         producer.start()
+        # The worker is up before the first kill (at start it checks Redis once, and stops).
+        wait_for(lambda: engine.counts("default")[JobState.SUCCEEDED] > 0, timeout=30)
         for _ in range(kills):
             time.sleep(0.8)
             server.kill()
@@ -458,7 +460,12 @@ def test_aof_redis_killed_during_a_run_keeps_every_acknowledged_job(
             counts = engine.counts("default")
             return counts[JobState.SUCCEEDED] == total and counts[JobState.QUEUED] == 0
 
-        wait_for(drained, 30 + total * 0.01, message=f"not drained: {engine.counts('default')}")
+        try:
+            wait_for(drained, 30 + total * 0.01)
+        except AssertionError:
+            raise AssertionError(
+                f"not drained: {engine.counts('default')}\n{worker.output()}"
+            ) from None
         lines = runs.read_text().split()
         per_job = {job_id: lines.count(job_id) for job_id in acknowledged}
         assert min(per_job.values()) >= 1 and set(lines) == set(acknowledged)

@@ -186,3 +186,39 @@ def test_a_result_past_the_byte_limit_fails_its_job_without_a_retry(run_worker):
     assert "5003 bytes" in error.traceback and "RESULT_BYTES" in error.traceback
     assert job.result_json is None
     assert t.add.get_result(small.id).return_value == "x" * 100 + "y"
+
+
+def test_a_burst_worker_waits_for_a_retry_on_a_redis_that_never_ran_the_fail_script(
+    private_redis, run_worker
+):
+    """On a Redis that has not loaded the fail script yet, a failure's outcome and the next
+    claim could share a round trip; the outcome got NOSCRIPT and ran again after the claim,
+    which then had not seen the retry it scheduled, and a burst worker exited with the job
+    scheduled (1 run in 10 of test_the_acl_user_runs_a_site_and_nothing_else on Python 3.12).
+    The worker now loads every script at start, and claims again after any retry. This runs
+    the same shape three times on a Redis whose scripts were flushed: it did not fail before
+    the fix in 9 runs (the race needs the outcomes and a claim in one round trip), so it
+    guards the whole path, not that race alone."""
+    from jobqueue.engine import Engine, EngineConfig
+    from jobqueue.engine.transport.connection import create_client
+
+    engine = Engine(
+        create_client(private_redis.url), EngineConfig(prefix="jq"), get_engine().registry
+    )
+    try:
+        for attempt in range(3):
+            private_redis.client().script_flush()
+            private_redis.client().delete("jq:test:attempts:noscript")  # the worker's prefix
+            # Jobs before and after it: its failure is recorded with their outcomes, and with
+            # the next claim, in one round trip.
+            engine.enqueue("tests.sample_tasks.add", [1, 2])
+            job = engine.enqueue("tests.sample_tasks.fail_twice", ["noscript"], max_attempts=3)
+            engine.enqueue("tests.sample_tasks.boom")
+            done = run_worker(
+                "--burst", "-c", "1", JOBQUEUE_REDIS_URL=private_redis.url, JOBQUEUE_PREFIX="jq"
+            )
+            assert done.returncode == 0, done.stderr
+            found = engine.get(job.id)
+            assert found.state == JobState.SUCCEEDED, (attempt, found.state, found.errors)
+    finally:
+        engine.client.close()

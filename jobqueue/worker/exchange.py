@@ -112,12 +112,15 @@ class Exchange:
             )
             self.stats.succeeded += recorded.succeeded
             self.stats.failed += recorded.failed
-            if recorded.requeued:
-                self.readiness.wake()  # a retry or a job given back: claim again
         if drop_calls:
             self.handoff.read(dropping, replies[outcomes : outcomes + len(drop_calls)])
         if want:
             self._claimed(want, replies[-1], started)
+        if outcomes and recorded.requeued:
+            # A retry scheduled or a job given back: claim again, even if the claim sent
+            # with the outcomes found nothing. It may not have seen them: an outcome whose
+            # script Redis did not know yet (NOSCRIPT) runs again after the whole round trip.
+            self.readiness.wake()
 
     def _claimed(self, want: int, reply: Any, started: float) -> None:
         got = self._take_reply(self.queues[0], reply, started)

@@ -91,6 +91,15 @@ class Scripts:
         for name in SCRIPT_NAMES:
             source(name)  # fail at start, not mid-flight, if a file is missing
 
+    def load_all(self) -> None:
+        """Load every script into Redis (on Cluster, into every primary) now, so that the
+        first round trips of a process that pipelines scripts meet no NOSCRIPT: a pipelined
+        call that gets it runs again after the calls sent behind it (``retry_unknown``), and
+        those then did not see its effects. (Redis forgets its scripts when it restarts: the
+        next NOSCRIPT loads them again.)"""
+        for name in SCRIPT_NAMES:
+            self.client.script_load(source(name))
+
     def run(
         self,
         name: str,

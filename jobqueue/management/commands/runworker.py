@@ -147,6 +147,7 @@ class Command(BaseCommand):
         engine = get_engine()
         try:
             engine.client.ping()
+            engine.runner.scripts.load_all()  # no NOSCRIPT in the worker's first round trips
             for queue in worker_options.queues:
                 engine.runner.epoch(queue)  # registers the queue (and its epoch) if new
         except Exception as exc:

@@ -28,7 +28,7 @@ from tests.conftest import ROOT, new_prefix, wait_for
 from tests.redis_topologies import RedisCluster
 from tests.sample_tasks import recorded
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.topology]
 
 QUEUES = ["default", "high", "low", "emails", "reports", "images", "sms"]  # settings_cluster
 ORDER = "tests.sample_tasks.log_order"

@@ -19,7 +19,7 @@ from tests.conftest import wait_for
 from tests.load import Producer
 from tests.redis_topologies import RedisCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.topology]
 
 
 def test_producers_and_workers_carry_on_when_a_primary_dies(tmp_path, start_worker):

@@ -29,6 +29,8 @@ from tests.redis_topologies import RedisCluster, RedisSentinel
 # Two: five in a row, with a worker and a producer on this 2-core machine, left the sentinels
 # without a majority for a new master 30 s after a kill in 2 of 4 runs (python -m
 # bench.failover makes five in a row, without a worker).
+pytestmark = pytest.mark.topology
+
 FAILOVERS = 2
 ROOT = Path(__file__).resolve().parent.parent
 

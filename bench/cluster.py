@@ -38,6 +38,7 @@ SETTINGS = "bench.settings_cluster"
 
 class JobqueueOnSixQueues(Jobqueue):
     name = "jobqueue"
+    settings_module = SETTINGS
 
     def __init__(self, redis_url: str) -> None:
         from jobqueue.engine.transport.connection import create_client
@@ -45,19 +46,6 @@ class JobqueueOnSixQueues(Jobqueue):
         self.redis_url = redis_url
         self.redis = create_client(redis_url)  # a cluster client for a cluster URL
         self.sent = 0
-
-    def setup(self) -> None:
-        import os
-
-        os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
-        os.environ["JOBQUEUE_REDIS_URL"] = self.redis_url
-        import django
-
-        django.setup()
-        from bench.jobs import noop, probe
-        from jobqueue.conf import get_engine
-
-        self.noop, self.probe, self.engine = noop, probe, get_engine()
 
     def enqueue_bulk(self, n: int) -> None:
         from jobqueue.engine import JobSpec
@@ -74,7 +62,10 @@ class JobqueueOnSixQueues(Jobqueue):
     def start_workers(self) -> subprocess.Popen:
         command = f"{sys.executable} manage.py runworker --concurrency 1 --no-mirror"
         command += " " + " ".join(QUEUES)
-        env = {"DJANGO_SETTINGS_MODULE": SETTINGS, "JOBQUEUE_REDIS_URL": self.redis_url}
+        env = {
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
+            "JOBQUEUE_REDIS_URL": self.redis_url,
+        }
         return spawn(
             ["sh", "-c", f"{command} & {command} & {command} & wait"], env=env, cwd=str(ROOT)
         )

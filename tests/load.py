@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from jobqueue.engine import Engine
 from jobqueue.engine.errors import ConnectionFailed, NotReplicated
+from tests.conftest import wait_for
 
 
 class Producer(threading.Thread):
@@ -47,3 +49,20 @@ class Producer(threading.Thread):
             self.acknowledged.append(job.id)
             number += 1
             time.sleep(0.005)
+
+    def wait_for_more(
+        self, jobs: int = 50, timeout: float = 30, context: Callable[[], str] = str
+    ) -> None:
+        """Until ``jobs`` more enqueues than now returned; fails naming what was refused
+        (and what ``context()`` says then, such as a worker's output) if they do not within
+        ``timeout``."""
+        count = len(self.acknowledged)
+
+        def more() -> bool:
+            assert self.crashed is None, self.crashed
+            return len(self.acknowledged) > count + jobs
+
+        try:
+            wait_for(more, timeout=timeout)
+        except AssertionError:
+            raise AssertionError(f"no progress: refused {self.refused}\n{context()}") from None

@@ -218,12 +218,10 @@ def slow_effect(context, seconds: float) -> int:
     return os.getpid()
 
 
-@task
-def touch_file(path: str, seconds: float) -> None:
-    """Writes the time to ``path`` every 50 ms: shows when the process stopped.
-
-    Each stamp is written beside ``path`` and renamed over it, so a reader never sees a
-    half-written file, even when the process is killed in the middle of a write."""
+def _stamp_until(path: str, seconds: float) -> None:
+    """Writes the time to ``path`` every 50 ms for ``seconds``. Each stamp is written beside
+    ``path`` and renamed over it, so a reader never sees a half-written file, even when the
+    process is killed in the middle of a write."""
     deadline = time.monotonic() + seconds
     scratch = f"{path}.writing"
     while time.monotonic() < deadline:
@@ -233,20 +231,21 @@ def touch_file(path: str, seconds: float) -> None:
         time.sleep(0.05)
 
 
+@task
+def touch_file(path: str, seconds: float) -> None:
+    """Writes the time to ``path`` every 50 ms: shows when the process stopped."""
+    _stamp_until(path, seconds)
+
+
 @task(takes_context=True)
 def stamp_attempt(context, directory: str, seconds: float) -> str:
     """For ``seconds``, writes the time every 50 ms to ``directory/<fence token>``, one file
-    per attempt (each stamp renamed into place), after writing the time it started to
-    ``<fence token>.start``: when each attempt ran, seen from outside."""
+    per attempt, after writing the time it started to ``<fence token>.start``: when each
+    attempt ran, seen from outside."""
     path = os.path.join(directory, str(context.token))
     with open(f"{path}.start", "w") as f:
         f.write(repr(time.time()))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(f"{path}.writing", "w") as f:
-            f.write(repr(time.time()))
-        os.replace(f"{path}.writing", path)
-        time.sleep(0.05)
+    _stamp_until(path, seconds)
     return path
 
 

@@ -104,6 +104,31 @@ def runworker(env: dict[str, str], *args: str, timeout: float = 30) -> subproces
     )
 
 
+def start_site_worker(env: dict[str, str], log: Any, *args: str) -> subprocess.Popen:
+    """``runworker ARGS`` for the site, in a session of its own (killed with its children),
+    writing to the open file ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_and_read(workers: list[subprocess.Popen], log: Any) -> str:
+    """SIGKILL the workers still running (their sessions), then return and close their log."""
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+    log.seek(0)
+    output = log.read()
+    log.close()
+    return str(output)
+
+
 def no_slot_errors(output: str) -> None:
     found = [line for line in output.splitlines() if any(e in line for e in SLOT_ERRORS)]
     assert not found, found[:5]
@@ -172,14 +197,7 @@ def test_a_running_worker_blocks_picks_up_jobs_fires_a_schedule_and_stops(site, 
     schedule += '"args": ["tick"], "queue": "sms"}}'
     env = {**site, "JOBQUEUE_TEST_SCHEDULES": schedule}
     log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--concurrency", "2", *QUEUES],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = start_site_worker(env, log, "--concurrency", "2", *QUEUES)
     try:
         # Idle, it waits in a BLPOP on every primary (each holds some queue's wake list).
         wait_for(lambda: blocked_in_blpop(cluster) == 3, timeout=20, message="no BLPOP")
@@ -202,12 +220,7 @@ def test_a_running_worker_blocks_picks_up_jobs_fires_a_schedule_and_stops(site, 
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = kill_and_read([worker], log)
     assert "worker_stopped" in output, output[-2000:]
     no_slot_errors(output)
     assert sorted(label for label in recorded("order") if label != "tick") == sorted(labels)
@@ -277,19 +290,6 @@ def test_the_live_tail_waits_between_empty_reads_and_sees_every_queue(site):
     assert seen == set(ids)
 
 
-def start_site_worker(env: dict[str, str], log: Any, *args: str) -> subprocess.Popen:
-    """``runworker ARGS`` for the site, in a session of its own (killed with its children),
-    writing to the open file ``log``."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def test_a_small_kill_storm_on_three_primaries(site, tmp_path):
     """300 jobs on three queues, one on each primary, two workers, one of them SIGKILLed (with
     its children) five times while busy: every job ends succeeded, its success recorded once,
@@ -333,13 +333,7 @@ def test_a_small_kill_storm_on_three_primaries(site, tmp_path):
 
         wait_for(lambda: succeeded() == len(ids), timeout=60, message="jobs left unfinished")
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = kill_and_read(workers, log)
     for queue in queues:
         assert engine.client.zcard(engine.keys.queue(queue).leases) == 0
     effects = {k.decode(): int(v) for k, v in client().hgetall(key("effects")).items()}
@@ -387,14 +381,7 @@ def test_a_worker_follows_its_queue_to_another_primary(site, cluster, tmp_path):
     slot = engine.client.keyslot(engine.keys.queue("images").wake)
     enqueue_labels({"before": "images"})  # the queue has keys to migrate
     log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--concurrency", "1", "--no-mirror", "images"],
-        cwd=ROOT,
-        env=site,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = start_site_worker(site, log, "--concurrency", "1", "--no-mirror", "images")
     try:
         wait_for(lambda: recorded("order") == ["before"], timeout=20)
         wait_for(lambda: blocked_in_blpop(cluster) == 1, timeout=10, message="no BLPOP")
@@ -410,12 +397,7 @@ def test_a_worker_follows_its_queue_to_another_primary(site, cluster, tmp_path):
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = kill_and_read([worker], log)
     assert "Traceback" not in output, output[-2000:]
 
 
@@ -431,14 +413,7 @@ def test_a_queue_migrated_while_its_jobs_run_loses_and_repeats_nothing(site, clu
     specs = [JobSpec("tests.sample_tasks.count_effect", [0.01], queue="sms") for _ in range(300)]
     ids = [job.id for job in engine.enqueue_many(specs)]
     log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--concurrency", "2", "sms"],
-        cwd=ROOT,
-        env=site,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = start_site_worker(site, log, "--concurrency", "2", "sms")
 
     def succeeded() -> int:
         return sum(job.state == "succeeded" for job in engine.find(ids))
@@ -462,10 +437,5 @@ def test_a_queue_migrated_while_its_jobs_run_loses_and_repeats_nothing(site, clu
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = kill_and_read([worker], log)
     assert "Traceback" not in output, output[-3000:]

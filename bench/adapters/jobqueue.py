@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class Jobqueue(System):
     name = "jobqueue"
+    settings_module = "bench.settings"  # of this process and of the workers it starts
 
     def setup(self) -> None:
-        os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = self.settings_module
         os.environ["JOBQUEUE_REDIS_URL"] = self.redis_url
         import django
 
@@ -46,7 +47,10 @@ class Jobqueue(System):
         self.probe.enqueue(sent)
 
     def start_workers(self) -> subprocess.Popen:
-        env = {"DJANGO_SETTINGS_MODULE": "bench.settings", "JOBQUEUE_REDIS_URL": self.redis_url}
+        env = {
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
+            "JOBQUEUE_REDIS_URL": self.redis_url,
+        }
         return spawn(
             [sys.executable, "manage.py", "runworker", "--concurrency", "2"],
             env=env,

@@ -30,7 +30,7 @@ class EngineConfig:
     # Microseconds a single enqueue polls for Redis's reply before sleeping on it (0: never).
     enqueue_spin_us: int = 0
     # Replicas that must acknowledge an enqueue (WAIT) before it returns (0: none), and how
-    # long it waits for them, in seconds (producer.py, ``Producer.replicated``).
+    # long it waits for them, in seconds (replication.py, ``await_replicas``).
     enqueue_replicas: int = 0
     enqueue_replicas_timeout: float = 1.0
 

@@ -131,7 +131,7 @@ class KeySpace:
 
     @property
     def replicated(self) -> str:
-        """A counter an enqueue that waits for replicas increments first (producer.py)."""
+        """A counter an enqueue that waits for replicas increments first (replication.py)."""
         return f"{self.prefix}:replicated"
 
     def patterns(self) -> dict[str, str]:

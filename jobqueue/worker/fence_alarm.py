@@ -30,10 +30,9 @@ class FenceAlarm:
         self.pool = pool
         self.margin = margin
         self.killed: set[int] = set()  # pids of children the alarm killed, not handled yet
-        self.pid = os.getpid()  # the parent's (install() sets it again)
+        self.pid = os.getpid()  # the parent's: built there, before any fork
 
     def install(self) -> None:
-        self.pid = os.getpid()
         signal.signal(signal.SIGALRM, self._ring)
 
     def arm(self) -> None:

@@ -158,7 +158,7 @@ class LeaseKeeper:
         """Handle the children the alarm killed as fenced."""
         if self.alarm.killed:
             for child in list(self.pool.children.values()):
-                if child.pid in self.alarm.killed:
+                if self.fenced_by_alarm(child):
                     self.fenced(child, stopping)
 
     def fenced_by_alarm(self, child: Child) -> bool:

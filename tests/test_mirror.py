@@ -668,6 +668,40 @@ def test_snapshot_copies_the_schedules(settings):
     assert not Schedule.objects.exists()
 
 
+def test_a_snapshot_at_rest_writes_nothing_and_puts_right_what_changed(jq, settings):
+    """The mirror takes a snapshot every second, beside the worker's children: when nothing
+    changed it only reads. It reads the rows each time, so a row changed or deleted behind
+    its back is written again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.JOBQUEUE = {
+        **settings.JOBQUEUE,
+        "SCHEDULES": {"tick": {"task": ADD, "every": 60, "args": [1, 2]}},
+    }
+    jq = get_engine()
+    a_bit_of_everything(jq)
+    jq.workers.heartbeat("host.1", {"hostname": "host", "pid": 41, "state": "idle"})
+    mirror = Mirror(jq)
+    mirror.snapshot()
+
+    def writes() -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            mirror.snapshot()
+        verbs = ("INSERT", "UPDATE", "DELETE")
+        return [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(verbs)]
+
+    assert writes() == []
+    Queue.objects.filter(name="default").update(queued=99)
+    Worker.objects.all().delete()
+    Schedule.objects.update(paused=True, args=[])
+    assert len(writes()) == 4  # the queue's row, the worker's, the schedule's two parts
+    assert Queue.objects.get(name="default").queued == 1
+    assert list(Worker.objects.values_list("name", flat=True)) == ["host.1"]
+    assert Schedule.objects.filter(paused=False, args=[1, 2]).count() == 1
+    assert writes() == []
+
+
 # -- rebuild -----------------------------------------------------------------------------------
 
 

@@ -334,6 +334,22 @@ def test_run_applies_events_until_told_to_stop(jq):
     assert stored(job.id) == as_in_redis(jq, job.id)
 
 
+def test_the_mirror_reads_at_once_after_a_full_batch_and_rests_only_when_the_queues_do(jq):
+    """Its timer (Mirror.pause_after): no wait while full batches come, TICK while events
+    come, QUIET_TICK only after two quiet reads in a row, so a mirror that has just caught
+    up in a full drain reads again soon."""
+    from jobqueue.mirror.consumer import QUIET, QUIET_TICK, TICK
+
+    mirror = Mirror(jq, batch=2000)
+    assert mirror.pause_after(2000) == 0
+    assert mirror.pause_after(QUIET - 1) == TICK  # caught up: the next read may be full again
+    assert mirror.pause_after(1500) == TICK
+    assert mirror.pause_after(0) == TICK
+    assert mirror.pause_after(QUIET - 1) == QUIET_TICK  # at rest
+    assert mirror.pause_after(0) == QUIET_TICK
+    assert mirror.pause_after(QUIET) == TICK  # woken
+
+
 # -- idempotence and order ---------------------------------------------------------------------
 
 

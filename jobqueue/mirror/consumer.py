@@ -33,8 +33,8 @@ GROUP = "jq-mirror"
 CLAIM_IDLE_MS = 30_000  # events a consumer left unacknowledged this long are taken over
 SNAPSHOT_EVERY = 1.0
 TICK = 0.1  # seconds between two reads while the streams hold less than a batch
-QUIET_TICK = 0.5  # ... and while the queues are at rest: two reads in a row found < QUIET
-QUIET = 100
+QUIET_TICK = 0.5  # ... and while the queues are quiet: two reads in a row found < QUIET
+QUIET = 500  # events: fewer than 5,000 a second at TICK, 1,000 at QUIET_TICK
 PRUNE_EVERY = 3600.0
 # What an entry the mirror cannot apply raises: a field's text that does not read as the field
 # (``engine.job.FIELDS``), or a value the database refuses. Redis's errors (JobqueueError) and a
@@ -104,11 +104,12 @@ class Mirror:
         A full batch: none, there is more. Less: TICK, on the mirror's own timer, never
         blocked on the streams. A blocked read wakes the mirror at each enqueue, the moment a
         worker's child wakes to run the job, and on a small machine the two compete for a
-        core (pickup latency); events gather meanwhile, so each commit carries many. At rest
-        (two reads in a row with less than QUIET), QUIET_TICK: the mirror then wakes beside a
-        child's pickup five times less often, and its rows lag by at most QUIET_TICK. Two
-        reads, not one, so that a mirror catching up in a full drain does not rest once it
-        has caught up (docs/performance.md, "The mirror at rest")."""
+        core (pickup latency); events gather meanwhile, so each commit carries many. When the
+        queues are quiet (two reads in a row with fewer than QUIET events: under about 1,700
+        jobs a second), QUIET_TICK: the mirror then wakes beside a child's pickup less often,
+        and its rows lag by at most QUIET_TICK. Two reads, not one, so that a mirror that has
+        just caught up in a full drain reads again soon (docs/performance.md, "The mirror
+        when the queues are quiet")."""
         quiet = applied < QUIET and self.last_applied < QUIET
         self.last_applied = applied
         if applied >= self.batch:

@@ -136,7 +136,7 @@ class System:
         return {"value": (end_count - start_count) / (ended - started), "unit": "jobs/s"}
 
     def run_latency(self, n: int) -> dict[str, Any]:
-        samples = max(50, n)  # the runner passes its --probes here (300 by default)
+        samples = max(50, n)  # the runner passes its --probes here (1,000 by default)
         workers = self.start_workers()
         try:
             time.sleep(3)  # let every worker process start and go idle

@@ -379,7 +379,7 @@ def markdown(
         )
     lines = [
         f"Medians of {meta['repeat']} runs (min–max), {meta['n']:,} jobs "
-        f"({min(meta['n'], meta.get('probes', 300)):,} latency probes), {meta['machine']}, "
+        f"({min(meta['n'], meta['probes']):,} latency probes), {meta['machine']}, "
         f"Redis {meta['redis']}, {meta['date']}; jobqueue at {meta['commit']}.",
         "",
         head,

@@ -2,8 +2,7 @@
 periodic schedules. The mirror takes one every second.
 
 A snapshot reads each table once and writes only the rows whose values changed: at rest it
-writes nothing, so the mirror's once-a-second work stays small beside a worker's children
-(it used to be one ``update_or_create`` per row, a SELECT, an UPDATE and a commit each)."""
+writes nothing, so the mirror's once-a-second work stays small beside a worker's children."""
 
 from __future__ import annotations
 

@@ -718,6 +718,19 @@ def test_a_snapshot_at_rest_writes_nothing_and_puts_right_what_changed(jq, setti
     assert writes() == []
 
 
+def test_a_row_another_mirror_inserts_meanwhile_is_updated_not_inserted_twice(monkeypatch):
+    """Two mirrors (two machines' runworker) copy the same new worker at once, each having
+    read the table before the other's insert: the second updates the row instead of failing
+    on its primary key, which would roll its whole snapshot back."""
+    from jobqueue.mirror.snapshot import sync_rows
+
+    Worker.objects.create(name="host.1", hostname="first", pid=1)  # the other mirror's insert
+    monkeypatch.setattr(Worker.objects, "values", lambda *fields: [])  # read before it
+    sync_rows(Worker, {"host.1": {"hostname": "host", "pid": 41}})
+    monkeypatch.undo()
+    assert list(Worker.objects.values_list("hostname", "pid")) == [("host", 41)]
+
+
 # -- rebuild -----------------------------------------------------------------------------------
 
 

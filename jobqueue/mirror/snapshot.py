@@ -48,8 +48,8 @@ def sync_rows(
     stamp = {"updated_at": timezone.now()} if _has_field(model, "updated_at") else {}
     for name, values in wanted.items():
         row = have.get(name)
-        if row is None:
-            rows.create(name=name, **values)
+        if row is None:  # not create(): another mirror may insert it meanwhile
+            rows.update_or_create(name=name, defaults=values)
         elif any(row[f] != v for f, v in values.items()):
             rows.filter(name=name).update(**values, **stamp)
     if delete_others and (others := have.keys() - wanted.keys()):

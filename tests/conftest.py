@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -231,6 +234,19 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:  # pragma: no cover
                 pass
         self.log.close()
+
+
+def kill_and_read(processes: list[subprocess.Popen], log: Any) -> str:
+    """SIGKILL the processes still running (their sessions: each was started with
+    ``start_new_session``), then return and close their log."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    log.seek(0)
+    output = log.read()
+    log.close()
+    return str(output)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import redis
 from jobqueue import api
 from jobqueue.conf import get_engine
 from jobqueue.engine import JobSpec
-from tests.conftest import ROOT, new_prefix, wait_for
+from tests.conftest import ROOT, kill_and_read, new_prefix, wait_for
 from tests.redis_topologies import RedisCluster
 from tests.sample_tasks import recorded
 
@@ -115,18 +115,6 @@ def start_site_worker(env: dict[str, str], log: Any, *args: str) -> subprocess.P
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def kill_and_read(workers: list[subprocess.Popen], log: Any) -> str:
-    """SIGKILL the workers still running (their sessions), then return and close their log."""
-    for worker in workers:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=10)
-    log.seek(0)
-    output = log.read()
-    log.close()
-    return str(output)
 
 
 def no_slot_errors(output: str) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL, ROOT, KeySpace, new_prefix, wait_for
+from tests.conftest import REDIS_URL, ROOT, KeySpace, kill_and_read, new_prefix, wait_for
 from tests.redis_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -192,12 +192,7 @@ def run_until_stopped(site: Site, command: str) -> None:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=60)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = kill_and_read([process], log)
     site.background.append((command, returncode, output))
 
 

@@ -6,7 +6,6 @@ writes nothing, so the mirror's once-a-second work stays small beside a worker's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +16,8 @@ from ..models import Queue, Schedule, Worker
 from .rows import refresh_settings, to_datetime
 
 Copied = type[Queue] | type[Worker] | type[Schedule]  # the models a snapshot writes
+# A schedule's state columns: written only over an older version of them (write_schedules).
+STATE_COLUMNS = ("paused", "last_tick", "last_job", "state_version")
 
 
 def snapshot(engine: Engine) -> None:
@@ -36,13 +37,17 @@ def snapshot(engine: Engine) -> None:
 
 
 def sync_rows(
-    model: Copied, wanted: dict[str, dict[str, Any]], delete_others: bool = False
-) -> None:
+    model: Copied,
+    wanted: dict[str, dict[str, Any]],
+    delete_others: bool = False,
+    read_also: tuple[str, ...] = (),
+) -> dict[str, dict[str, Any]]:
     """Make ``model``'s rows (keyed by ``name``) hold ``wanted``'s values: a missing row is
     created, a row whose values differ is updated (``updated_at`` too, where the model has
     one), and with ``delete_others`` a row of a name not in ``wanted`` is deleted. Columns
-    not named in ``wanted`` are left as they are."""
-    fields = sorted({f for values in wanted.values() for f in values})
+    not named in ``wanted`` are left as they are. Returns the rows as read before writing
+    (with the ``read_also`` columns too), by name."""
+    fields = sorted({f for values in wanted.values() for f in values} | set(read_also))
     rows = model.objects
     have = {row["name"]: row for row in rows.values("name", *fields)}
     stamp = {"updated_at": timezone.now()} if _has_field(model, "updated_at") else {}
@@ -54,6 +59,7 @@ def sync_rows(
             rows.filter(name=name).update(**values, **stamp)
     if delete_others and (others := have.keys() - wanted.keys()):
         rows.filter(name__in=others).delete()
+    return have
 
 
 def _has_field(model: Copied, name: str) -> bool:
@@ -107,8 +113,7 @@ def write_schedules(
         for name, s in schedules.items()
     }
     with transaction.atomic():
-        sync_rows(Schedule, declarations, delete_others=delete_others)
-        have = _rows(Schedule, schedules, "paused", "last_tick", "last_job", "state_version")
+        have = sync_rows(Schedule, declarations, delete_others, read_also=STATE_COLUMNS)
         for name in schedules:
             state = states.get(name, {})
             values = {
@@ -117,14 +122,9 @@ def write_schedules(
                 "last_job": state.get("job", ""),
                 "state_version": int(state.get("v") or 0),
             }
-            if have.get(name) != values:
+            row = have.get(name)
+            if row is None or any(row[column] != values[column] for column in STATE_COLUMNS):
                 older = Schedule.objects.filter(
                     name=name, state_version__lte=values["state_version"]
                 )
                 older.update(**values)
-
-
-def _rows(model: Copied, names: Iterable[str], *fields: str) -> dict[str, dict]:
-    """The rows of these names, as {name: {field: value}}."""
-    rows = model.objects.filter(name__in=list(names)).values("name", *fields)
-    return {row.pop("name"): row for row in rows}

@@ -1,9 +1,7 @@
 """Where a worker's child takes its next job from: jobs handed to its own inboxes by an enqueue
-(announced to the parent a few milliseconds into their run, or with their outcome) and the jobs
-its parent sends over the pipe."""
+(announced to the parent before they run) and the jobs its parent sends over the pipe."""
 
 import logging
-import signal
 import threading
 import time
 
@@ -12,9 +10,7 @@ import pytest
 from jobqueue.conf import get_engine
 from jobqueue.engine import JobState, codec
 from jobqueue.engine.handoff import Handoff
-from jobqueue.worker.announcer import Announcer
 from jobqueue.worker.child import JobSource
-from jobqueue.worker.forking import CHILD_SIGNALS
 from jobqueue.worker.pipe import Pipe
 from tests import sample_tasks as t
 
@@ -26,9 +22,9 @@ def source():
     engine = get_engine()
     parent, child = Pipe.pair()
     inboxes = {engine.keys.queue("default").inbox(MEMBER): "default"}
-    source = JobSource(child, inboxes, wait=0.2, announce_after=60)  # settle() announces
+    source = JobSource(child, inboxes, wait=0.2)
     yield source, parent
-    source.close()
+    source.listener.close()
     engine.runner.run(
         *engine.worker_protocol().handoff.idle_call("default", MEMBER, False)
     )  # drops the inbox too
@@ -52,16 +48,15 @@ def wait_for_reply(listener):
         time.sleep(0.01)
 
 
-def test_a_handed_job_that_ends_at_once_is_announced_with_its_outcome_once(source):
+def test_a_handed_job_is_taken_from_the_inbox_and_announced_before_its_outcome(source):
     source, parent = source
     register()
     result = t.add.enqueue(2, 3)  # leased to the idle child in the enqueue's own script
     message = source.next()
     assert message["id"] == result.id and message["fields"]["args"] == "[2,3]"
-    source.starting()  # its code is called: the parent is not woken while it starts
-    assert parent.messages() == []
-    source.settle()  # it ended before the announcement was due: announced now, before its outcome
-    source.settle()  # once only
+    assert parent.messages() == []  # not announced yet: that waits until the task is called
+    source.announce()
+    source.announce()  # once only
     [announced] = parent.messages()
     took = codec.loads(announced)
     claim, since_ms = Handoff.read_entry(took["took"], took["entry"])
@@ -69,47 +64,6 @@ def test_a_handed_job_that_ends_at_once_is_announced_with_its_outcome_once(sourc
     assert claim.deadline_ms - since_ms == 30_000 and took["at"] <= time.monotonic()
     job = get_engine().get(result.id)
     assert job.state is JobState.RUNNING and list(job.worker_ids) == ["w.1"]
-
-
-def test_a_handed_job_that_runs_on_is_announced_shortly_after_it_starts():
-    parent, child = Pipe.pair()
-    announcer = Announcer(child, after=0.2)
-    try:
-        announcer.owe(b"took")
-        assert parent.messages() == []  # owed, but its code has not been called
-        announcer.starting()
-        started = time.monotonic()
-        assert parent.messages() == []  # not while the job starts
-        deadline = started + 5
-        while not (got := parent.messages()):
-            assert time.monotonic() < deadline, "the announcement never came"
-            time.sleep(0.01)
-        assert got == [b"took"] and time.monotonic() - started >= 0.2
-        announcer.settle()  # the job ends: nothing more to send
-        time.sleep(0.05)
-        assert parent.messages() == []
-    finally:
-        announcer.close()
-        parent.close()
-        child.close()
-
-
-def test_the_announcer_thread_leaves_the_childs_signals_to_the_job_thread():
-    # A timeout's SIGALRM must interrupt the job where it waits, not the announcer's wait.
-    parent, child = Pipe.pair()
-    announcer = Announcer(child)
-    try:
-        with open(f"/proc/self/task/{announcer.thread.native_id}/status") as status:
-            [mask] = [line.split()[1] for line in status if line.startswith("SigBlk:")]
-        blocked = int(mask, 16)
-        assert all(blocked & (1 << (sig - 1)) for sig in CHILD_SIGNALS)
-        assert not any(
-            signal.pthread_sigmask(signal.SIG_BLOCK, []) & {sig} for sig in CHILD_SIGNALS
-        )  # this thread's mask is as it was
-    finally:
-        announcer.close()
-        parent.close()
-        child.close()
 
 
 def test_a_handed_job_runs_before_the_jobs_waiting_in_the_pipe(source):
@@ -134,7 +88,7 @@ def test_an_unreadable_inbox_entry_is_logged_and_skipped(source, caplog):
     with caplog.at_level(logging.ERROR, logger="jobqueue.worker"):
         assert source.next()["id"] == "default:p1"
     assert "inbox_unreadable" in caplog.text
-    assert source.announcer.owed is None  # nothing to announce
+    assert source.owed is None  # nothing to announce
 
 
 def test_the_pipe_closing_ends_the_source(source):

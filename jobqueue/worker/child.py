@@ -5,9 +5,8 @@ renews, acknowledges and, when needed, kills.
 While it has nothing to run, a child also blocks on its own inboxes (one per queue): an enqueue
 that finds it registered as idle leases the new job to it and pushes the claim there
 (``handoff.py``), and the child starts it at once, without waking its parent first. It tells
-the parent it ``took`` the job (which then renews its lease like any other) a few
-milliseconds into its run, or with its outcome (``announcer.py``), and runs it before any job
-still waiting in its pipe.
+the parent it took the job (which then renews its lease like any other) before running it,
+and runs it before any job still waiting in its pipe.
 
 Signals: SIGINT and SIGTERM are ignored (the parent decides when children stop); SIGUSR2 means
 "start no more jobs" (jobs already sent are answered ``skipped``); SIGUSR1 cancels the running
@@ -28,7 +27,6 @@ from typing import Any
 from ..engine import Job, codec
 from ..engine.errors import CorruptJob
 from ..engine.handoff import Handoff
-from .announcer import ANNOUNCE_AFTER, Announcer
 from .forking import CHILD_SIGNALS, prepare_forked
 from .gate import Gate
 from .pipe import Pipe
@@ -61,25 +59,19 @@ class JobSource:
     (``gate.py``); when it has none, it waits for either."""
 
     def __init__(
-        self,
-        pipe: Pipe,
-        inboxes: dict[str, str],
-        wait: float,
-        gate: Gate | None = None,
-        announce_after: float = ANNOUNCE_AFTER,
+        self, pipe: Pipe, inboxes: dict[str, str], wait: float, gate: Gate | None = None
     ) -> None:
         self.pipe = pipe
         self.gate = gate  # the parent may take back a job from the pipe until it starts
         self.inboxes = inboxes  # inbox key -> queue
         self.queued: deque[dict] = deque()
+        self.owed: bytes | None = None  # the announcement of a job taken from an inbox
         self.listener: Any = None
-        self.announcer: Announcer | None = None  # tells the parent of jobs taken from inboxes
         if inboxes:
             from ..conf import get_engine
             from .wake import WakeListener
 
             self.listener = WakeListener(get_engine().client, list(inboxes), wait)
-            self.announcer = Announcer(pipe, announce_after)
         self.poller = select.poll()
         self.poller.register(pipe.fileno(), select.POLLIN)
 
@@ -130,27 +122,16 @@ class JobSource:
         except CorruptJob as exc:  # planted data: its job's lease expires and it is reaped
             logger.error("inbox_unreadable queue=%s error=%s", queue, exc)
             return None
-        assert self.announcer is not None  # there is one wherever there are inboxes
-        self.announcer.owe(codec.encode({"took": queue, "entry": entry, "at": time.monotonic()}))
+        self.owed = codec.encode({"took": queue, "entry": entry, "at": time.monotonic()})
         return {"id": claim.job_id, "token": claim.token, "fields": claim.fields}
 
-    def starting(self) -> None:
-        """The job's code is about to be called: a job taken from an inbox is announced
-        shortly (``announcer.py``)."""
-        if self.announcer is not None:
-            self.announcer.starting()
-
-    def settle(self) -> None:
-        """The job ended: announce it now if that is still owed, before its outcome. Raises
-        OSError when the parent is gone."""
-        if self.announcer is not None:
-            self.announcer.settle()
-
-    def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-        if self.announcer is not None:
-            self.announcer.close()
+    def announce(self) -> None:
+        """Tell the parent about the job taken from an inbox (once): just before its code is
+        called, so that waking the parent does not delay the job's start, and always before
+        its outcome."""
+        if self.owed is not None:
+            owed, self.owed = self.owed, None
+            self.pipe.send(owed)
 
 
 def child_main(
@@ -183,8 +164,8 @@ def child_main(
             if _Stop.requested:
                 outcome: dict = {"id": job_id, "skipped": True}
             else:
-                outcome = execute(job_id, token, job, error, before_call=source.starting)
-            source.settle()
+                outcome = execute(job_id, token, job, error, before_call=source.announce)
+            source.announce()
             pipe.send(codec.encode(outcome))
         except OSError:  # the parent is gone (a broken pipe)
             os._exit(0)

@@ -306,7 +306,7 @@ def _call(
     before_call: Callable[[], None] | None,
 ) -> dict:
     if before_call is not None:
-        before_call()
+        before_call()  # raises OSError when the parent is gone: the child ends
     try:
         _Running.active = True
         if job.timeout:

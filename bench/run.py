@@ -267,13 +267,8 @@ def collect(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, An
             if workload == "latency":
                 row["latency_p99"] = summary([r["p99"] for r in runs if "p99" in r])
             if workload == "drain" and system.startswith("jobqueue"):
-                row["mirror_lag_p99"] = summary(
-                    [
-                        r["mirror_lag_p99_ms"]
-                        for r in runs
-                        if r.get("mirror_lag_p99_ms") is not None
-                    ]
-                )
+                for key in ("mirror_lag_p99", "mirror_lag_p99_second_half"):
+                    row[key] = summary([r.get(f"{key}_ms") for r in runs])
         table[system] = row
     return table
 
@@ -314,9 +309,16 @@ def ratios(table: dict[str, dict[str, Any]]) -> list[str]:
             f"peers' median {statistics.median(memories):.0f} (target ≤)"
         )
     if jq.get("mirror_lag_p99"):
+        second_half = jq.get("mirror_lag_p99_second_half")
         lines.append(
             f"- mirror lag p99 at full drain speed: {jq['mirror_lag_p99']['median']:.0f} ms "
-            "(target ≤ 1000 ms)"
+            + (
+                f"over the whole drain, {second_half['median']:.0f} ms over its second half, "
+                "once the mirror has applied the jobs enqueued before it started "
+                if second_half
+                else ""
+            )
+            + "(target ≤ 1000 ms)"
         )
     return lines
 
@@ -326,6 +328,14 @@ VERSUS = [
     ("enqueue", "enqueue", "value", "/s", True),
     ("bulk", "bulk enqueue", "value", "/s", True),
     ("drain", "drain", "value", "/s", True),
+    ("drain", "mirror lag p99 at full drain", "mirror_lag_p99_ms", " ms", False),
+    (
+        "drain",
+        "mirror lag p99, drain's second half",
+        "mirror_lag_p99_second_half_ms",
+        " ms",
+        False,
+    ),
     ("latency", "pickup latency p50", "value", " ms", False),
     ("latency", "pickup latency p99", "p99", " ms", False),
     ("memory", "Redis bytes per queued job", "value", " B", False),

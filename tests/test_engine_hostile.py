@@ -4,9 +4,11 @@ import pickle
 import sys
 
 import pytest
+import redis
 
-from jobqueue.engine import JobqueueError, JobState
+from jobqueue.engine import Engine, JobqueueError, JobState
 from jobqueue.engine.errors import CorruptJob, UnknownTask
+from tests.conftest import REDIS_URL
 
 
 def plant(engine, keyspace, local_id, fields, queue="default", state="queued"):
@@ -112,6 +114,34 @@ def test_wrongtype_job_key_is_reported_failed_and_skipped(engine, keyspace, prot
     with pytest.raises(CorruptJob, match="not a hash"):
         engine.get("default:str")
     assert keyspace.client.get(qk.job("str")) == b"I am a string"
+
+
+def test_a_read_redis_refuses_for_its_own_reason_is_raised_not_called_corrupt(
+    engine, keyspace, engine_config, registry
+):
+    """Only WRONGTYPE makes a job malformed. A read Redis refuses for a reason of its own (a
+    cluster's slot down, a replica loading; here an ACL) is raised as a refusal, so that the
+    mirror tries again instead of taking a good job for a corrupt one."""
+    job = engine.enqueue("tests.noop")
+    user = f"jq-noread-{keyspace.prefix}"
+    keyspace.client.acl_setuser(
+        user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-hgetall", "-hmget"]
+    )
+    client = redis.Redis.from_url(REDIS_URL, username=user, password="pw")
+    try:
+        limited = Engine(client, engine_config, registry)
+        for read in (
+            lambda: limited.get(job.id),
+            lambda: limited.find([job.id]),
+            lambda: limited.head(job.id),
+        ):
+            with pytest.raises(JobqueueError, match="no permissions") as refused:
+                read()
+            assert not isinstance(refused.value, CorruptJob)
+        assert engine.get(job.id).state is JobState.QUEUED  # readable by a user who may
+    finally:
+        client.close()
+        keyspace.client.acl_deluser(user)
 
 
 def test_wrongtype_queue_key_refuses_before_writing(engine, keyspace, protocol):

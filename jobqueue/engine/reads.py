@@ -41,7 +41,9 @@ class Reads(Part):
     """Reading jobs and queues: plain Redis reads (no script changes anything here)."""
 
     def get(self, job_id: str) -> Job:
-        """The job with this id. Raises JobNotFound, or CorruptJob for malformed data."""
+        """The job with this id. Raises JobNotFound, CorruptJob for malformed data (its key
+        holds another type, or a field does not read), ConnectionFailed, or JobqueueError when
+        Redis refuses the read for a reason of its own (a cluster's slot down, an ACL)."""
         return self.get_many([job_id])[0]
 
     def get_many(self, job_ids: Sequence[str]) -> list[Job]:
@@ -55,7 +57,7 @@ class Reads(Part):
 
     def find(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs that exist among ``job_ids``, in one round trip (missing or malformed ones
-        are skipped)."""
+        are skipped; a read Redis refuses raises JobqueueError, as for ``get``)."""
         return [found for found in self._read(job_ids) if isinstance(found, Job)]
 
     def head(self, job_id: str) -> tuple[Job, int]:
@@ -72,6 +74,8 @@ class Reads(Part):
         try:
             values, size = pipe.execute()
         except redis.ResponseError as exc:
+            if not _wrong_type(exc):
+                raise self.runner.translate(exc, "get", queue) from exc
             raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {exc}.") from exc
         except REDIS_ERRORS as exc:
             raise self.runner.translate(exc, "get", queue) from exc
@@ -93,9 +97,9 @@ class Reads(Part):
             raise self.runner.translate(exc, "get") from exc
         out: list[Job | JobqueueError] = []
         for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
-            if isinstance(raw, redis.ResponseError):
+            if isinstance(raw, redis.ResponseError) and _wrong_type(raw):
                 out.append(CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}."))
-            elif isinstance(raw, Exception):
+            elif isinstance(raw, Exception):  # refused (a cluster down, an ACL, loading): raised
                 raise self.runner.translate(raw, "get", queue)
             elif not raw:
                 out.append(
@@ -196,3 +200,10 @@ class Reads(Part):
                 )
             except REDIS_ERRORS as exc:
                 raise self.runner.translate(exc, "wait", queue) from exc
+
+
+def _wrong_type(error: redis.ResponseError) -> bool:
+    """Whether Redis refused a read because the job's key holds another type (the job is
+    malformed), not for a reason of its own (the key's slot is down, the user may not read it,
+    a replica still loading): only the first makes the job corrupt."""
+    return str(error).startswith("WRONGTYPE")

@@ -308,17 +308,17 @@ def ratios(table: dict[str, dict[str, Any]]) -> list[str]:
             f"- Redis bytes per queued job: jobqueue {jq['memory']['median']:.0f} vs "
             f"peers' median {statistics.median(memories):.0f} (target ≤)"
         )
-    if jq.get("mirror_lag_p99"):
-        second_half = jq.get("mirror_lag_p99_second_half")
+    if lag := jq.get("mirror_lag_p99"):
+        half = jq.get("mirror_lag_p99_second_half")
+        split = (
+            f"over the whole drain, {half['median']:.0f} ms over its second half, once the "
+            "mirror has applied the jobs enqueued before it started "
+            if half
+            else ""
+        )
         lines.append(
-            f"- mirror lag p99 at full drain speed: {jq['mirror_lag_p99']['median']:.0f} ms "
-            + (
-                f"over the whole drain, {second_half['median']:.0f} ms over its second half, "
-                "once the mirror has applied the jobs enqueued before it started "
-                if second_half
-                else ""
-            )
-            + "(target ≤ 1000 ms)"
+            f"- mirror lag p99 at full drain speed: {lag['median']:.0f} ms {split}"
+            "(target ≤ 1000 ms)"
         )
     return lines
 

@@ -86,7 +86,7 @@ class Jobqueue(System):
         while Job.objects.filter(status="succeeded").count() < n and time.monotonic() < deadline:
             time.sleep(0.2)
         rows = sorted(
-            Job.objects.filter(status="succeeded").values_list("finished_at", "updated_at"),
+            Job.objects.filter(status="succeeded").values_list("finished_at", "updated_at")
         )
         lags = [(updated - finished).total_seconds() * 1000 for finished, updated in rows]
         return {

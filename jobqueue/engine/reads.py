@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -73,11 +74,9 @@ class Reads(Part):
         pipe.hstrlen(jkey, "result")
         try:
             values, size = pipe.execute()
-        except redis.ResponseError as exc:
-            if not _wrong_type(exc):
-                raise self.runner.translate(exc, "get", queue) from exc
-            raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {exc}.") from exc
         except REDIS_ERRORS as exc:
+            if _wrong_type(exc):
+                raise CorruptJob(f"Job {job_id!r} is not a hash in Redis: {exc}.") from exc
             raise self.runner.translate(exc, "get", queue) from exc
         found = zip(names, values, strict=True)
         raw = {name.encode(): value for name, value in found if value is not None}
@@ -97,7 +96,7 @@ class Reads(Part):
             raise self.runner.translate(exc, "get") from exc
         out: list[Job | JobqueueError] = []
         for job_id, (queue, local_id), raw in zip(job_ids, parsed, replies, strict=True):
-            if isinstance(raw, redis.ResponseError) and _wrong_type(raw):
+            if _wrong_type(raw):
                 out.append(CorruptJob(f"Job {job_id!r} is not a hash in Redis: {raw}."))
             elif isinstance(raw, Exception):  # refused (a cluster down, an ACL, loading): raised
                 raise self.runner.translate(raw, "get", queue)
@@ -202,8 +201,8 @@ class Reads(Part):
                 raise self.runner.translate(exc, "wait", queue) from exc
 
 
-def _wrong_type(error: redis.ResponseError) -> bool:
+def _wrong_type(reply: Any) -> bool:
     """Whether Redis refused a read because the job's key holds another type (the job is
     malformed), not for a reason of its own (the key's slot is down, the user may not read it,
     a replica still loading): only the first makes the job corrupt."""
-    return str(error).startswith("WRONGTYPE")
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE")
